@@ -1,0 +1,3 @@
+"""dlp: a self-hosted deep-learning platform."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,281 @@
+"""The two public entry points: ``train_tabular`` makes a model artifact, ``load_predictor``
+reads one back.
+
+An artifact is two files and never a pickle: ``model.safetensors`` (weights) and
+``model.json`` (format version, architecture, preprocessing state, classes, metrics).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import pyarrow as pa
+import pydantic
+import safetensors.torch
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+import dlp
+from dlp.errors import ValidationError
+from dlp.ml.architectures import build_model, count_parameters
+from dlp.ml.config import (
+    TASKS,
+    DataKind,
+    ModelConfig,
+    ResolvedModelConfig,
+    Task,
+    TrainingConfig,
+    resolve_model_config,
+)
+from dlp.ml.inference import Prediction, Predictor
+from dlp.ml.objectives import ClassificationObjective, Objective, RegressionObjective
+from dlp.ml.split import split_train_validation
+from dlp.ml.tabular import PreprocessorState, TabularPreprocessor
+from dlp.ml.targets import (
+    ClassificationTarget,
+    ClassificationTargetState,
+    ClassLabel,
+    RegressionTarget,
+    TargetState,
+    regression_values,
+    usable_target_rows,
+)
+from dlp.ml.trainer import TensorSplit, TrainingCallback, fit, seeded
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST_FILE",
+    "MIN_ROWS",
+    "WEIGHTS_FILE",
+    "ModelManifest",
+    "Prediction",
+    "Predictor",
+    "TrainedModel",
+    "load_predictor",
+    "read_manifest",
+    "train_tabular",
+]
+
+FORMAT: Final = "dlp.model"
+FORMAT_VERSION: Final = 1
+MANIFEST_FILE = "model.json"
+WEIGHTS_FILE = "model.safetensors"
+MIN_ROWS = 10
+
+
+class ModelManifest(BaseModel):
+    """The content of ``model.json``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["dlp.model"] = FORMAT
+    format_version: Literal[1] = FORMAT_VERSION
+    data_kind: DataKind
+    task: Task
+    model: ResolvedModelConfig
+    n_features: int = Field(ge=1)
+    n_outputs: int = Field(ge=1)
+    preprocessing: PreprocessorState
+    target: TargetState
+    metrics: dict[str, float]
+    best_epoch: int = Field(ge=1)
+    epochs_run: int = Field(ge=1)
+    versions: dict[str, str] = Field(default_factory=dict)
+
+    @pydantic.model_validator(mode="after")
+    def _target_matches_task(self) -> ModelManifest:
+        if (self.target.kind == "classification") != (self.task == "classification"):
+            raise ValueError(f"a {self.task} model cannot have a {self.target.kind} target")
+        return self
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A freshly trained model: its artifact files and what the registry shows about it."""
+
+    files: dict[str, bytes]
+    metrics: dict[str, float]
+    input_schema: list[dict[str, str]]
+    classes: list[ClassLabel] | None
+    model_type: str
+    n_parameters: int
+    epochs_run: int
+    best_epoch: int
+    task: Task
+    dropped_columns: list[dict[str, str]]
+
+
+def train_tabular(
+    table: pa.Table,
+    *,
+    target: str,
+    task: Task,
+    model: ModelConfig,
+    training: TrainingConfig,
+    callback: TrainingCallback | None = None,
+) -> TrainedModel:
+    """Fit preprocessing and a model on ``table`` to predict column ``target``.
+
+    Raises ValidationError when the data cannot serve the request, TrainingError when
+    training diverges, and ``TrainingCancelled`` when the callback asks to stop.
+    """
+    _check_request(table, target, task)
+    usable = usable_target_rows(table.column(target), name=target, task=task)
+    n_usable = int(usable.sum())
+    if n_usable < MIN_ROWS:
+        raise ValidationError(
+            f"training needs at least {MIN_ROWS} rows with a value in {target!r}; "
+            f"the dataset has {n_usable}"
+        )
+    if n_usable < table.num_rows:
+        table = table.filter(pa.array(usable))
+
+    encoder: ClassificationTarget | RegressionTarget
+    objective: Objective
+    if task == "classification":
+        encoder = ClassificationTarget.fit(table.column(target), name=target)
+        labels = encoder.encode(table.column(target), name=target)
+        train_rows, val_rows = split_train_validation(
+            table.num_rows,
+            fraction=training.validation_fraction,
+            seed=training.seed,
+            strata=labels,
+        )
+        targets = torch.from_numpy(labels)
+        objective = ClassificationObjective()
+    else:
+        values = regression_values(table.column(target), name=target)
+        train_rows, val_rows = split_train_validation(
+            table.num_rows, fraction=training.validation_fraction, seed=training.seed
+        )
+        encoder = RegressionTarget.fit(values[train_rows], name=target)
+        targets = torch.from_numpy(encoder.encode(values))
+        objective = RegressionObjective(mean=encoder.state.mean, std=encoder.state.std)
+
+    preprocessor = TabularPreprocessor.fit(
+        table.take(pa.array(train_rows)), exclude=frozenset([target])
+    )
+    features = torch.from_numpy(preprocessor.transform(table))
+    train_index, val_index = torch.from_numpy(train_rows), torch.from_numpy(val_rows)
+    resolved = resolve_model_config(
+        model, data_kind="tabular", n_features=preprocessor.n_features, n_rows=len(train_rows)
+    )
+    with seeded(training.seed):
+        network = build_model(resolved, preprocessor.n_features, encoder.n_outputs)
+        result = fit(
+            network,
+            train=TensorSplit(features[train_index], targets[train_index]),
+            validation=TensorSplit(features[val_index], targets[val_index]),
+            objective=objective,
+            config=training,
+            callback=callback,
+        )
+
+    manifest = ModelManifest(
+        data_kind="tabular",
+        task=task,
+        model=resolved,
+        n_features=preprocessor.n_features,
+        n_outputs=encoder.n_outputs,
+        preprocessing=preprocessor.state,
+        target=encoder.state,
+        metrics=result.metrics,
+        best_epoch=result.best_epoch,
+        epochs_run=result.epochs_run,
+        versions={"dlp": dlp.__version__, "torch": torch.__version__},
+    )
+    weights = {name: tensor.contiguous() for name, tensor in network.state_dict().items()}
+    files = {
+        MANIFEST_FILE: manifest.model_dump_json(indent=2).encode(),
+        WEIGHTS_FILE: safetensors.torch.save(weights, metadata={"format": FORMAT}),
+    }
+    return TrainedModel(
+        files=files,
+        metrics=dict(result.metrics),
+        input_schema=preprocessor.input_schema,
+        classes=encoder.classes if isinstance(encoder, ClassificationTarget) else None,
+        model_type=resolved.type,
+        n_parameters=count_parameters(network),
+        epochs_run=result.epochs_run,
+        best_epoch=result.best_epoch,
+        task=task,
+        dropped_columns=preprocessor.dropped_columns,
+    )
+
+
+def read_manifest(files: Mapping[str, bytes]) -> ModelManifest:
+    """Parse and validate ``model.json``; ValidationError if absent, corrupt or unknown."""
+    raw = files.get(MANIFEST_FILE)
+    if raw is None:
+        raise ValidationError(f"the model artifact has no {MANIFEST_FILE}")
+    try:
+        data: Any = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValidationError(f"{MANIFEST_FILE} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValidationError(f"{MANIFEST_FILE} does not describe a dlp model")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValidationError(
+            f"unsupported model format version {version!r}; this dlp reads version {FORMAT_VERSION}"
+        )
+    try:
+        return ModelManifest.model_validate(data)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(root)"
+        raise ValidationError(
+            f"{MANIFEST_FILE} is corrupt: {where}: {first['msg']} ({exc.error_count()} problem(s))"
+        ) from exc
+
+
+def load_predictor(files: Mapping[str, bytes]) -> Predictor:
+    """Rebuild a ``Predictor`` from artifact files; ValidationError if they are not usable."""
+    manifest = read_manifest(files)
+    raw_weights = files.get(WEIGHTS_FILE)
+    if raw_weights is None:
+        raise ValidationError(f"the model artifact has no {WEIGHTS_FILE}")
+    try:
+        weights: dict[str, torch.Tensor] = safetensors.torch.load(bytes(raw_weights))
+    except Exception as exc:  # safetensors raises several unrelated types on bad bytes
+        raise ValidationError(f"{WEIGHTS_FILE} is unreadable: {exc}") from exc
+
+    preprocessor = TabularPreprocessor(manifest.preprocessing)
+    target: ClassificationTarget | RegressionTarget
+    if isinstance(manifest.target, ClassificationTargetState):
+        target = ClassificationTarget(manifest.target)
+    else:
+        target = RegressionTarget(manifest.target)
+    if (preprocessor.n_features, target.n_outputs) != (manifest.n_features, manifest.n_outputs):
+        raise ValidationError(f"{MANIFEST_FILE} is inconsistent: feature or output count differs")
+
+    network = build_model(manifest.model, manifest.n_features, manifest.n_outputs)
+    try:
+        network.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        raise ValidationError(f"{WEIGHTS_FILE} does not match {MANIFEST_FILE}: {exc}") from exc
+    return Predictor(
+        network=network,
+        preprocessor=preprocessor,
+        target=target,
+        model_type=manifest.model.type,
+        metrics=manifest.metrics,
+    )
+
+
+def _check_request(table: pa.Table, target: str, task: str) -> None:
+    if task not in TASKS:
+        raise ValidationError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    names = table.column_names
+    if len(set(names)) != len(names):
+        duplicate = next(name for name in names if names.count(name) > 1)
+        raise ValidationError(f"the dataset has two columns named {duplicate!r}")
+    if target not in names:
+        shown = ", ".join(repr(name) for name in names[:20])
+        more = f" and {len(names) - 20} more" if len(names) > 20 else ""
+        raise ValidationError(
+            f"target column {target!r} is not in the dataset (columns: {shown}{more})"
+        )

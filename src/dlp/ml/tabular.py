@@ -1,0 +1,350 @@
+"""Tabular preprocessing: columns in, a dense float32 feature matrix out.
+
+The preprocessor is fitted on the training split only and saved as JSON. Numeric
+columns are median-imputed and standardised; string columns are one-hot encoded over
+their most frequent categories plus an "other" bucket. The same ``transform`` serves
+training (a ``pyarrow.Table``) and prediction (a mapping of column name to values),
+vectorised over whole columns.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping, Sequence
+from typing import Annotated, Any, Final, Literal, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from dlp.errors import ValidationError
+
+MAX_CATEGORIES = 32
+MISSING_CATEGORY = "__missing__"
+STATE_VERSION: Final = 1
+
+NumericDType = Literal["integer", "number", "boolean"]
+Columns: TypeAlias = pa.Table | Mapping[str, Sequence[Any]]
+FloatMatrix: TypeAlias = npt.NDArray[np.float32]
+
+
+class _State(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NumericColumn(_State):
+    """A numeric input column: impute the median, then standardise."""
+
+    kind: Literal["numeric"] = "numeric"
+    name: str
+    dtype: NumericDType
+    median: float = Field(allow_inf_nan=False)
+    mean: float = Field(allow_inf_nan=False)
+    std: float = Field(gt=0, allow_inf_nan=False)
+
+
+class CategoricalColumn(_State):
+    """A string input column: one-hot over ``categories`` plus an "other" bucket."""
+
+    kind: Literal["categorical"] = "categorical"
+    name: str
+    categories: list[str] = Field(min_length=1, max_length=MAX_CATEGORIES)
+
+
+class DroppedColumn(_State):
+    """A column of the training table the model does not use, and why."""
+
+    name: str
+    reason: str
+
+
+FeatureColumn = Annotated[NumericColumn | CategoricalColumn, Field(discriminator="kind")]
+
+
+class PreprocessorState(_State):
+    """The JSON form of a fitted ``TabularPreprocessor``."""
+
+    version: Literal[1] = STATE_VERSION
+    columns: list[FeatureColumn] = Field(min_length=1)
+    dropped: list[DroppedColumn] = Field(default_factory=list)
+
+
+class TabularPreprocessor:
+    """Turns tabular columns into the model's float32 feature matrix."""
+
+    def __init__(self, state: PreprocessorState) -> None:
+        names = [column.name for column in state.columns]
+        if len(set(names)) != len(names):
+            raise ValidationError("preprocessing state lists a column twice")
+        self._state = state
+        self._numeric = [c for c in state.columns if isinstance(c, NumericColumn)]
+        self._categorical = [c for c in state.columns if isinstance(c, CategoricalColumn)]
+        repeated = [c.name for c in self._categorical if len(set(c.categories)) < len(c.categories)]
+        if repeated:
+            raise ValidationError(f"preprocessing state repeats a category of {repeated[0]!r}")
+        self._medians = np.array([c.median for c in self._numeric], dtype=np.float64)
+        self._means = np.array([c.mean for c in self._numeric], dtype=np.float64)
+        self._stds = np.array([c.std for c in self._numeric], dtype=np.float64)
+        self._category_sets = [pa.array(c.categories, type=pa.string()) for c in self._categorical]
+        self._n_features = len(self._numeric) + sum(
+            len(c.categories) + 1 for c in self._categorical
+        )
+
+    @classmethod
+    def fit(cls, table: pa.Table, *, exclude: Collection[str] = ()) -> TabularPreprocessor:
+        """Learn imputation, scaling and categories from the training split."""
+        columns: list[NumericColumn | CategoricalColumn] = []
+        dropped: list[DroppedColumn] = []
+        for name in table.column_names:
+            if name in exclude:
+                continue
+            fitted = _fit_column(name, table.column(name))
+            if isinstance(fitted, DroppedColumn):
+                dropped.append(fitted)
+            else:
+                columns.append(fitted)
+        if not columns:
+            reasons = "; ".join(f"{d.name!r}: {d.reason}" for d in dropped) or "no columns"
+            raise ValidationError(f"the dataset has no usable feature columns ({reasons})")
+        return cls(PreprocessorState(columns=columns, dropped=dropped))
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> TabularPreprocessor:
+        """Rebuild a fitted preprocessor from ``state_dict()``; ValidationError if corrupt."""
+        try:
+            parsed = PreprocessorState.model_validate(state)
+        except pydantic.ValidationError as exc:
+            raise ValidationError(f"invalid preprocessing state: {exc}") from exc
+        return cls(parsed)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The JSON-able state of this preprocessor."""
+        return self._state.model_dump(mode="json")
+
+    @property
+    def state(self) -> PreprocessorState:
+        """The validated state model."""
+        return self._state
+
+    @property
+    def n_features(self) -> int:
+        """Width of the matrix ``transform`` returns."""
+        return self._n_features
+
+    @property
+    def column_names(self) -> list[str]:
+        """Input columns the model needs, in training-table order."""
+        return [column.name for column in self._state.columns]
+
+    @property
+    def input_schema(self) -> list[dict[str, str]]:
+        """``[{"name", "dtype"}]`` of the input columns; dtype is integer/number/boolean/string."""
+        return [
+            {"name": c.name, "dtype": c.dtype if isinstance(c, NumericColumn) else "string"}
+            for c in self._state.columns
+        ]
+
+    @property
+    def dropped_columns(self) -> list[dict[str, str]]:
+        """Training columns left out of the features, with the reason."""
+        return [d.model_dump() for d in self._state.dropped]
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Name of each output feature: numeric columns, then ``column=category`` blocks."""
+        names = [c.name for c in self._numeric]
+        for categorical in self._categorical:
+            names.extend(f"{categorical.name}={value}" for value in categorical.categories)
+            names.append(f"{categorical.name}=<other>")
+        return names
+
+    def transform(self, data: Columns) -> FloatMatrix:
+        """Impute, scale and one-hot ``data`` into an ``(n_rows, n_features)`` float32 matrix."""
+        n_rows = _row_count(data, self.column_names)
+        out = np.zeros((n_rows, self._n_features), dtype=np.float32)
+        if self._numeric:
+            values = self._numeric_matrix(data, n_rows)
+            values = np.where(np.isfinite(values), values, self._medians)
+            out[:, : len(self._numeric)] = (values - self._means) / self._stds
+        offset = len(self._numeric)
+        rows = np.arange(n_rows)
+        for categorical, category_set in zip(self._categorical, self._category_sets, strict=True):
+            strings = _string_values(data, categorical.name)
+            if strings.null_count:
+                strings = pc.fill_null(strings, MISSING_CATEGORY)
+            codes = pc.index_in(strings, value_set=category_set)
+            other = len(categorical.categories)
+            if codes.null_count:
+                codes = pc.fill_null(codes, other)
+            out[rows, offset + codes.to_numpy(zero_copy_only=False).astype(np.intp)] = 1.0
+            offset += other + 1
+        return out
+
+    def _numeric_matrix(self, data: Columns, n_rows: int) -> npt.NDArray[np.float64]:
+        """Raw numeric inputs as ``(n_rows, n_numeric)`` float64, NaN where missing."""
+        shape = (n_rows, len(self._numeric))
+        if isinstance(data, pa.Table):
+            values = np.empty(shape, dtype=np.float64)
+            for j, column in enumerate(self._numeric):
+                values[:, j] = _numeric_values(data, column.name)
+            return values
+        try:
+            # One conversion for all columns; numpy turns None into NaN (imputed later).
+            stacked = np.asarray([data[c.name] for c in self._numeric], dtype=np.float64).T
+        except (TypeError, ValueError, OverflowError):
+            stacked = None
+        if stacked is not None and stacked.shape == shape:
+            return stacked
+        # Something is not a number: convert column by column to name the culprit.
+        return np.stack([_numeric_values(data, c.name) for c in self._numeric], axis=1)
+
+
+def rows_to_columns(rows: Sequence[Any], names: Sequence[str]) -> dict[str, list[Any]]:
+    """Turn row objects into columns; a row without a needed column is a ValidationError.
+
+    Rows are numbered from 0, as indexes into ``rows``. Extra keys are ignored.
+    """
+    needed = frozenset(names)
+    for index, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise ValidationError(f"row {index} is not an object of column values")
+        if not row.keys() >= needed:
+            missing = next(name for name in names if name not in row)
+            raise ValidationError(f"row {index} is missing column {missing!r}")
+    return {name: [row[name] for row in rows] for name in names}
+
+
+def column_kind(data_type: pa.DataType) -> NumericDType | Literal["string"] | None:
+    """How a column of this Arrow type is used as a feature; None if it is not supported."""
+    if pa.types.is_dictionary(data_type):
+        return column_kind(data_type.value_type)
+    if pa.types.is_boolean(data_type):
+        return "boolean"
+    if pa.types.is_integer(data_type):
+        return "integer"
+    if pa.types.is_floating(data_type) or pa.types.is_decimal(data_type):
+        return "number"
+    if pa.types.is_string(data_type) or pa.types.is_large_string(data_type):
+        return "string"
+    return None
+
+
+def decode_dictionary(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Plain values of a dictionary-encoded (pandas categorical) column; others unchanged."""
+    if pa.types.is_dictionary(column.type):
+        return column.cast(column.type.value_type)
+    return column
+
+
+def _fit_column(
+    name: str, column: pa.ChunkedArray
+) -> NumericColumn | CategoricalColumn | (DroppedColumn):
+    kind = column_kind(column.type)
+    if pa.types.is_null(column.type) or column.null_count == len(column):
+        return DroppedColumn(name=name, reason="all values are missing")
+    if kind is None:
+        return DroppedColumn(name=name, reason=f"unsupported column type {column.type}")
+    if kind == "string":
+        return _fit_categorical(name, decode_dictionary(column).cast(pa.string()))
+    values = pc.cast(decode_dictionary(column), pa.float64()).to_numpy()
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return DroppedColumn(name=name, reason="all values are missing")
+    std = float(finite.std())
+    return NumericColumn(
+        name=name,
+        dtype=kind,
+        median=float(np.median(finite)),
+        mean=float(finite.mean()),
+        std=std if std > 0 and math.isfinite(std) else 1.0,
+    )
+
+
+def _fit_categorical(name: str, column: pa.ChunkedArray) -> CategoricalColumn | DroppedColumn:
+    present = len(column) - column.null_count
+    distinct = pc.count_distinct(column, mode="only_valid").as_py()
+    if present > 1 and distinct == present:
+        return DroppedColumn(name=name, reason="every value is unique (an identifier?)")
+    counts = pc.value_counts(pc.fill_null(column, MISSING_CATEGORY))
+    pairs = zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True)
+    # Ties broken by value so that the same data always gives the same one-hot layout.
+    ranked = sorted(pairs, key=lambda pair: (-pair[1], pair[0]))[:MAX_CATEGORIES]
+    return CategoricalColumn(name=name, categories=[value for value, _ in ranked])
+
+
+def _row_count(data: Columns, names: Sequence[str]) -> int:
+    if isinstance(data, pa.Table):
+        absent = [name for name in names if name not in data.column_names]
+        if absent:
+            raise ValidationError(f"the data is missing column {absent[0]!r}")
+        return int(data.num_rows)
+    lengths: set[int] = set()
+    for name in names:
+        if name not in data:
+            raise ValidationError(f"the data is missing column {name!r}")
+        lengths.add(len(data[name]))
+    if len(lengths) > 1:
+        raise ValidationError("columns have different lengths")
+    return lengths.pop() if lengths else 0
+
+
+def _numeric_values(data: Columns, name: str) -> npt.NDArray[np.float64]:
+    if isinstance(data, pa.Table):
+        table_values: npt.NDArray[np.float64] = pc.cast(
+            decode_dictionary(data.column(name)), pa.float64()
+        ).to_numpy()
+        return table_values
+    values = data[name]
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        array = None
+    if array is None or array.ndim != 1:
+        raise _first_non_numeric(values, name)
+    return array
+
+
+def _first_non_numeric(values: Sequence[Any], name: str) -> ValidationError:
+    for index, value in enumerate(values):
+        try:
+            if np.asarray(value, dtype=np.float64).ndim == 0:
+                continue
+        except (TypeError, ValueError, OverflowError):
+            pass
+        return ValidationError(
+            f"row {index}, column {name!r}: expected a number, got {_preview(value)}"
+        )
+    return ValidationError(f"column {name!r}: expected numbers")
+
+
+def _string_values(data: Columns, name: str) -> pa.Array | pa.ChunkedArray:
+    if isinstance(data, pa.Table):
+        return decode_dictionary(data.column(name)).cast(pa.string())
+    return _string_array(data[name], name)
+
+
+def _string_array(values: Sequence[Any], name: str) -> pa.Array:
+    try:
+        return pa.array(values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        pass
+    # Slow path, only for inputs that mix in non-strings: numbers are matched by their text.
+    texts: list[str | None] = []
+    for index, value in enumerate(values):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            texts.append(None)
+        elif isinstance(value, str | int | float | bool):
+            texts.append(str(value))
+        else:
+            raise ValidationError(
+                f"row {index}, column {name!r}: expected a string, got {_preview(value)}"
+            )
+    return pa.array(texts, type=pa.string())
+
+
+def _preview(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,1 @@
+"""Tests of dlp.ml (CPU, tiny models)."""
