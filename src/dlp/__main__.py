@@ -1,0 +1,5 @@
+"""``python -m dlp`` runs the ``dlp`` command."""
+
+from dlp.cli.main import app
+
+app()

@@ -1,0 +1,1 @@
+"""Identity: organizations, users, roles, tokens and API keys."""

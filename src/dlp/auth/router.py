@@ -1,0 +1,129 @@
+"""Auth endpoints: register, login, refresh, logout, the current user, API keys."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from pydantic import ValidationError as PydanticValidationError
+
+from dlp.auth import service
+from dlp.auth.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    LoginRequest,
+    RefreshRequest,
+    RegisterRequest,
+    TokenPair,
+    UserOut,
+)
+from dlp.auth.service import Principal
+from dlp.dependencies import CurrentPrincipal, PlatformDep, SessionDep
+from dlp.errors import UnsupportedMediaTypeError, ValidationError
+
+router = APIRouter(prefix="/api/v1", tags=["auth"])
+
+_LOGIN_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["username", "password"],
+                    "properties": {
+                        "username": {"type": "string"},
+                        "password": {"type": "string", "format": "password"},
+                    },
+                }
+            },
+            "application/json": {"schema": LoginRequest.model_json_schema()},
+        },
+    }
+}
+
+
+def user_out(principal: Principal) -> UserOut:
+    """The user view of a principal."""
+    user = principal.user
+    return UserOut(
+        id=user.id,
+        username=user.username,
+        email=user.email,
+        role=principal.role,
+        organization_id=principal.organization_id,
+        is_superuser=user.is_superuser,
+        created_at=user.created_at,
+    )
+
+
+@router.post("/auth/register", status_code=status.HTTP_201_CREATED)
+def register(body: RegisterRequest, session: SessionDep) -> UserOut:
+    """Create an account and its personal organization."""
+    return user_out(service.register(session, body))
+
+
+async def _login_body(request: Request) -> LoginRequest:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if content_type == "application/json":
+            return LoginRequest.model_validate(await request.json())
+        if content_type in {"application/x-www-form-urlencoded", "multipart/form-data"}:
+            form = await request.form()
+            return LoginRequest.model_validate(
+                {"username": form.get("username"), "password": form.get("password")}
+            )
+    except (PydanticValidationError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValidationError("login needs a username and a password") from exc
+    raise UnsupportedMediaTypeError(
+        "send the credentials as a form (OAuth2 password flow) or as JSON"
+    )
+
+
+@router.post("/auth/login", openapi_extra=_LOGIN_BODY)
+def login(
+    body: Annotated[LoginRequest, Depends(_login_body)],
+    session: SessionDep,
+    platform: PlatformDep,
+) -> TokenPair:
+    """Exchange a username (or email) and password for tokens."""
+    return service.login(session, platform.settings, username=body.username, password=body.password)
+
+
+@router.post("/auth/refresh")
+def refresh(body: RefreshRequest, session: SessionDep, platform: PlatformDep) -> TokenPair:
+    """Spend a refresh token for a new pair."""
+    return service.refresh(session, platform.settings, body.refresh_token)
+
+
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
+def logout(body: RefreshRequest, session: SessionDep) -> Response:
+    """Sign out the login the refresh token belongs to."""
+    service.logout(session, body.refresh_token)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/users/me")
+def me(principal: CurrentPrincipal) -> UserOut:
+    """The calling user, in the current organization."""
+    return user_out(principal)
+
+
+@router.post("/api-keys", status_code=status.HTTP_201_CREATED)
+def create_api_key(
+    body: ApiKeyCreate, session: SessionDep, principal: CurrentPrincipal
+) -> ApiKeyCreated:
+    """Create an API key in the current organization; the key is shown once."""
+    api_key, secret = service.create_api_key(session, principal, body.name)
+    return ApiKeyCreated(
+        id=api_key.id, name=api_key.name, key=secret, created_at=api_key.created_at
+    )
+
+
+@router.delete("/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_api_key(key_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal) -> Response:
+    """Revoke one of your API keys."""
+    service.revoke_api_key(session, principal, key_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

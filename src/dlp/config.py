@@ -1,0 +1,135 @@
+"""The one settings class: every knob is an environment variable prefixed ``DLP_``.
+
+Only configuration chooses between the embedded shape (SQLite, a local folder,
+Celery's ``filesystem://`` transport) and scale-out (PostgreSQL, Redis, S3).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class Settings(BaseSettings):
+    """Runtime configuration read from ``DLP_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="DLP_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("dlp-data"),
+        description="Folder for everything the embedded shape keeps on disk.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy or plain PostgreSQL URL; default: SQLite in the data dir.",
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker URL; default: filesystem:// queue in the data dir.",
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis for cache, rate limits and live events (optional)."
+    )
+    storage_url: str | None = Field(
+        default=None, description="File store URL; default: file:// folder in the data dir."
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Token-signing secret; default: generated once and kept in the data dir.",
+    )
+    max_upload_mb: int = Field(default=1024, gt=0, description="Largest accepted upload.")
+    access_token_minutes: int = Field(default=15, gt=0)
+    refresh_token_days: int = Field(default=30, gt=0)
+    model_cache_size: int = Field(
+        default=16, gt=0, description="Loaded models kept in memory per API process."
+    )
+    worker_concurrency: int = Field(default=1, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        """The data directory as an absolute path."""
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with the driver dlp uses."""
+        if self.database_url is None:
+            return f"sqlite:///{self.resolved_data_dir / 'dlp.db'}"
+        return normalize_database_url(self.database_url)
+
+    @property
+    def celery_broker_url(self) -> str:
+        """The broker URL; the embedded default is a folder queue."""
+        return self.broker_url or "filesystem://"
+
+    @property
+    def queue_dir(self) -> Path:
+        """Folder of the embedded ``filesystem://`` queue."""
+        return self.resolved_data_dir / "queue"
+
+    @property
+    def file_store_url(self) -> str:
+        """The file-store URL; the embedded default is a local folder."""
+        return self.storage_url or f"file://{self.resolved_data_dir / 'files'}"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The upload limit in bytes."""
+        return self.max_upload_mb * 1024 * 1024
+
+    def signing_key(self) -> str:
+        """The token-signing secret: from ``DLP_SECRET_KEY``, else the data dir's key file."""
+        if self.secret_key is not None:
+            key = self.secret_key.get_secret_value()
+            if len(key) < MIN_SECRET_KEY_LENGTH:
+                raise ValueError(
+                    f"DLP_SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters"
+                )
+            return key
+        return _load_or_create_key_file(self.resolved_data_dir / SECRET_KEY_FILE)
+
+
+def normalize_database_url(url: str) -> str:
+    """Turn a plain ``postgresql://`` URL (as psql takes it) into one with dlp's driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _load_or_create_key_file(path: Path) -> str:
+    """Read the generated secret, creating it (mode 0600) on first use.
+
+    The key is written to a private temporary file and hard-linked into place,
+    so concurrent first starts agree on one key and nobody reads a half-written file.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Datasets: streamed uploads, validation and profiling."""

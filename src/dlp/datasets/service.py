@@ -1,0 +1,180 @@
+"""Business rules of datasets: accept, validate and profile uploads; list, read, delete."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import PurePosixPath
+from typing import BinaryIO
+
+import pyarrow as pa
+from sqlalchemy.orm import Session
+
+from dlp.auth.service import Principal
+from dlp.datasets import repository
+from dlp.datasets.models import Dataset
+from dlp.datasets.profile import TableProfile, profile_csv, profile_parquet, read_table
+from dlp.datasets.schemas import DatasetOut
+from dlp.db import run_after_commit
+from dlp.errors import ConflictError, NotFoundError, UnsupportedMediaTypeError, ValidationError
+from dlp.storage import FileStore
+from dlp.training import repository as training_repository
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+KINDS = {"tabular"}
+
+
+def dataset_prefix(organization_id: uuid.UUID, dataset_id: uuid.UUID) -> str:
+    """The store folder of one dataset (organization first, so tenants never share keys)."""
+    return f"orgs/{organization_id}/datasets/{dataset_id}"
+
+
+def file_format_of(filename: str) -> str:
+    """``csv`` or ``parquet`` from the file name; 415 for anything else."""
+    suffix = PurePosixPath(filename).suffix.lower()
+    if suffix == ".zip":
+        raise UnsupportedMediaTypeError(
+            "image datasets (.zip) are not supported by this version of dlp; "
+            "upload .csv or .parquet"
+        )
+    if suffix not in FORMATS:
+        raise UnsupportedMediaTypeError(
+            f"unsupported file type {suffix or '(none)'!r}; upload .csv or .parquet"
+        )
+    return FORMATS[suffix]
+
+
+def storage_key(organization_id: uuid.UUID, dataset_id: uuid.UUID, filename: str) -> str:
+    """Where the original bytes of an upload go."""
+    file_format = file_format_of(filename)
+    return f"{dataset_prefix(organization_id, dataset_id)}/original.{file_format}"
+
+
+def profile_file(store: FileStore, key: str, file_format: str) -> TableProfile:
+    """Validate and profile a stored tabular file."""
+
+    def open_file() -> BinaryIO:
+        return store.open_reader(key)
+
+    if file_format == "csv":
+        return profile_csv(open_file)
+    return profile_parquet(open_file)
+
+
+def check_name_and_kind(name: str | None, kind: str | None, filename: str) -> tuple[str, str]:
+    """The dataset's name (default: the file name) and kind (default: tabular)."""
+    resolved_name = (name or PurePosixPath(filename).name or "dataset").strip()[:255]
+    if not resolved_name:
+        raise ValidationError("the dataset name must not be blank")
+    resolved_kind = kind or "tabular"
+    if resolved_kind not in {"tabular", "text", "image"}:
+        raise ValidationError("kind must be one of tabular, text, image")
+    if resolved_kind not in KINDS:
+        raise ValidationError(
+            f"{resolved_kind} datasets are not supported by this version of dlp; use tabular"
+        )
+    return resolved_name, resolved_kind
+
+
+def create_dataset(
+    session: Session,
+    principal: Principal,
+    *,
+    dataset_id: uuid.UUID,
+    name: str,
+    kind: str,
+    key: str,
+    size_bytes: int,
+    profile: TableProfile,
+) -> Dataset:
+    """Record an uploaded, profiled file."""
+    file_format = key.rsplit(".", 1)[-1]
+    dataset = repository.add(
+        session,
+        Dataset(
+            id=dataset_id,
+            organization_id=principal.organization_id,
+            created_by=principal.user.id,
+            name=name,
+            kind=kind,
+            file_format=file_format,
+            file_key=key,
+            status="ready",
+            size_bytes=size_bytes,
+            n_rows=profile.n_rows,
+            profile=profile.as_schema(),
+        ),
+    )
+    return dataset
+
+
+def get_dataset(
+    session: Session, *, dataset_id: uuid.UUID, organization_id: uuid.UUID
+) -> Dataset | None:
+    """The organization's dataset, or None (for the worker, which acts for the job's owner)."""
+    return repository.get(session, dataset_id=dataset_id, organization_id=organization_id)
+
+
+def get_dataset_or_raise(session: Session, principal: Principal, dataset_id: uuid.UUID) -> Dataset:
+    """The organization's dataset; 404 for one that is missing or another tenant's."""
+    dataset = repository.get(
+        session, dataset_id=dataset_id, organization_id=principal.organization_id
+    )
+    if dataset is None:
+        raise NotFoundError("dataset", dataset_id)
+    return dataset
+
+
+def list_datasets(
+    session: Session, principal: Principal, *, limit: int, offset: int
+) -> tuple[list[Dataset], int]:
+    """A page of the organization's datasets."""
+    return repository.list_page(
+        session, organization_id=principal.organization_id, limit=limit, offset=offset
+    )
+
+
+def delete_dataset(
+    session: Session, store: FileStore, principal: Principal, dataset_id: uuid.UUID
+) -> None:
+    """Delete a dataset and, once that commits, its files; refused while jobs use it."""
+    dataset = get_dataset_or_raise(session, principal, dataset_id)
+    if training_repository.count_active_for_dataset(session, dataset.id):
+        raise ConflictError("the dataset is used by queued or running training jobs")
+    prefix = dataset_prefix(dataset.organization_id, dataset.id)
+    repository.delete(session, dataset)
+    run_after_commit(session, lambda: store.delete_prefix(prefix))
+
+
+def iter_dataset_bytes(store: FileStore, dataset: Dataset) -> Iterator[bytes]:
+    """The original upload, chunk by chunk."""
+    return store.iter_chunks(dataset.file_key)
+
+
+def load_table(store: FileStore, dataset: Dataset) -> pa.Table:
+    """The whole dataset as an Arrow table, typed as its profile says."""
+    with store.open_reader(dataset.file_key) as handle:
+        return read_table(
+            handle, file_format=dataset.file_format, columns=dataset.profile.get("columns", [])
+        )
+
+
+def column_names(dataset: Dataset) -> list[str]:
+    """The dataset's column names."""
+    return [column["name"] for column in dataset.profile.get("columns", [])]
+
+
+def to_out(dataset: Dataset) -> DatasetOut:
+    """The API view of a dataset."""
+    return DatasetOut(
+        id=dataset.id,
+        name=dataset.name,
+        kind=dataset.kind,
+        format=dataset.file_format,
+        status=dataset.status,
+        size_bytes=dataset.size_bytes,
+        n_rows=dataset.n_rows,
+        schema_=dataset.profile,
+        error_message=dataset.error_message,
+        created_at=dataset.created_at,
+    )

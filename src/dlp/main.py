@@ -1,0 +1,115 @@
+"""The FastAPI application: routers, the one error handler, start-up and shut-down."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import dlp
+from dlp.auth.router import router as auth_router
+from dlp.config import Settings, get_settings
+from dlp.datasets.router import router as datasets_router
+from dlp.errors import DLPError, RateLimitedError
+from dlp.migrate import is_up_to_date
+from dlp.ops.metrics import ApiMetrics
+from dlp.ops.middleware import RequestContextMiddleware
+from dlp.ops.router import router as ops_router
+from dlp.platform import build_platform
+from dlp.predictions.service import ModelCache
+from dlp.registry.router import router as models_router
+from dlp.training.router import router as training_router
+
+log = structlog.get_logger(__name__)
+
+_HTTP_CODES = {
+    401: "authentication_error",
+    403: "permission_denied",
+    404: "not_found",
+    405: "not_found",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+
+def error_response(request: Request, status_code: int, code: str, message: str) -> JSONResponse:
+    """The contract's error body, with the request's id."""
+    return JSONResponse(
+        status_code=status_code,
+        content={
+            "error": code,
+            "message": message,
+            "request_id": getattr(request.state, "request_id", None),
+        },
+    )
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        location = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        parts.append(f"{location}: {error.get('msg', 'invalid')}" if location else error["msg"])
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error to the contract's JSON shape, in one place."""
+
+    @app.exception_handler(DLPError)
+    async def _dlp_error(request: Request, exc: DLPError) -> JSONResponse:
+        if exc.status_code >= 500:
+            log.error("request.failed", error=exc.code, message=exc.message)
+        response = error_response(request, exc.status_code, exc.code, exc.message)
+        if isinstance(exc, RateLimitedError):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(request, 422, "validation_error", _describe_validation(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "internal_error")
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        return error_response(request, exc.status_code, code, message)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API for ``settings`` (default: from the environment)."""
+    settings = settings or get_settings()
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        platform = build_platform(settings)
+        if not is_up_to_date(platform.engine):
+            platform.close()
+            raise RuntimeError(
+                "the database schema is not at the latest migration: run `dlp db upgrade`"
+            )
+        app.state.platform = platform
+        app.state.model_cache = ModelCache(settings.model_cache_size, metrics.model_cache)
+        yield
+        platform.close()
+
+    app = FastAPI(
+        title="dlp",
+        version=dlp.__version__,
+        summary="Self-hosted deep-learning platform: datasets, training jobs, models, predictions.",
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    for router in (ops_router, auth_router, datasets_router, training_router, models_router):
+        app.include_router(router)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,19 @@
+"""Every table, imported in one place so metadata and Alembic see them all."""
+
+from dlp.auth.models import ApiKey, Membership, Organization, RefreshToken, Role, User
+from dlp.datasets.models import Dataset
+from dlp.registry.models import Model
+from dlp.training.models import JobMetric, TrainingJob
+
+__all__ = [
+    "ApiKey",
+    "Dataset",
+    "JobMetric",
+    "Membership",
+    "Model",
+    "Organization",
+    "RefreshToken",
+    "Role",
+    "TrainingJob",
+    "User",
+]

@@ -1,0 +1,71 @@
+"""Health, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from dlp.dependencies import PlatformDep
+from dlp.ops.metrics import ApiMetrics
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+def _probe(check: Callable[[], Any]) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        check()
+    except Exception as exc:
+        return {
+            "ok": False,
+            "error": f"{type(exc).__name__}: {exc}"[:300],
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+    return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+@router.get("/ready", responses={503: {"description": "A dependency does not answer."}})
+def ready(request: Request, platform: PlatformDep) -> JSONResponse:
+    """200 when the database, the queue and the file store answer; else 503 naming which not."""
+
+    def database() -> None:
+        with platform.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    checks = {
+        "database": _probe(database),
+        "queue": _probe(platform.queue.check),
+        "store": _probe(platform.store.check),
+    }
+    failing = [name for name, result in checks.items() if not result["ok"]]
+    if not failing:
+        return JSONResponse({"status": "ready", "checks": checks})
+    return JSONResponse(
+        status_code=503,
+        content={
+            "status": "unavailable",
+            "error": "service_unavailable",
+            "message": f"not answering: {', '.join(failing)}",
+            "request_id": request.state.request_id,
+            "checks": checks,
+        },
+    )
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(request: Request) -> Response:
+    """Prometheus text exposition of this API process's metrics."""
+    registry: ApiMetrics = request.app.state.metrics
+    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

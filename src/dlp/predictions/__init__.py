@@ -1,0 +1,1 @@
+"""Online predictions: the loaded-model cache and inference."""

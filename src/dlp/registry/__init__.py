@@ -1,0 +1,1 @@
+"""The model registry: trained model versions and their files."""

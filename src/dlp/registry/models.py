@@ -1,0 +1,43 @@
+"""The models table: each row is one numbered version of a named model."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dlp.db import Base, CreatedAt, JSONType, UUIDPrimaryKey
+
+
+class Model(UUIDPrimaryKey, CreatedAt, Base):
+    """A trained model version: lineage, metrics, schema and its files' digests."""
+
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("organization_id", "name", "version"),)
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int]
+    task: Mapped[str] = mapped_column(String(20))
+    type: Mapped[str] = mapped_column(String(20))
+    dataset_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL")
+    )
+    job_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("training_jobs.id", ondelete="SET NULL")
+    )
+    config: Mapped[dict[str, Any]]
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    input_schema: Mapped[list[Any]] = mapped_column(JSONType)
+    classes: Mapped[list[Any] | None] = mapped_column(JSONType)
+    files: Mapped[dict[str, Any]]
+    file_prefix: Mapped[str] = mapped_column(String(500))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    dlp_version: Mapped[str] = mapped_column(String(20))

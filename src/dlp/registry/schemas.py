@@ -1,0 +1,28 @@
+"""Response bodies of the model endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class ModelOut(BaseModel):
+    """One model version with its lineage and metrics."""
+
+    id: uuid.UUID
+    name: str
+    version: int
+    task: str
+    type: str
+    dataset_id: uuid.UUID | None
+    job_id: uuid.UUID | None
+    metrics: dict[str, float]
+    input_schema: list[dict[str, Any]]
+    classes: list[Any] | None
+    config: dict[str, Any]
+    size_bytes: int
+    dlp_version: str
+    created_at: datetime

@@ -1,0 +1,34 @@
+"""Schemas shared by every domain: the list envelope and paging parameters."""
+
+from __future__ import annotations
+
+from typing import Annotated, Generic, TypeVar
+
+from fastapi import Query
+from pydantic import BaseModel
+
+Item = TypeVar("Item")
+
+
+class Page(BaseModel, Generic[Item]):
+    """The contract's list envelope."""
+
+    items: list[Item]
+    total: int
+    limit: int
+    offset: int
+
+
+class PageParams(BaseModel):
+    """``limit`` (default 50, max 200) and ``offset`` of a collection ``GET``."""
+
+    limit: int = 50
+    offset: int = 0
+
+
+def page_params(
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> PageParams:
+    """Read paging parameters from the query string."""
+    return PageParams(limit=limit, offset=offset)

@@ -1,0 +1,1 @@
+"""Training jobs: submission, the worker task, metrics and cancellation."""

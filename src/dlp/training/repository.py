@@ -1,0 +1,95 @@
+"""Every query on training jobs and their metrics."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from dlp.repository import get_owned, paginate
+from dlp.training.models import JobMetric, TrainingJob
+
+ACTIVE_STATUSES = ("queued", "running")
+
+
+def add(session: Session, job: TrainingJob) -> TrainingJob:
+    """Insert a job row."""
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get(session: Session, *, job_id: uuid.UUID, organization_id: uuid.UUID) -> TrainingJob | None:
+    """The organization's job, or None."""
+    return get_owned(session, TrainingJob, row_id=job_id, organization_id=organization_id)
+
+
+def get_for_worker(session: Session, job_id: uuid.UUID) -> TrainingJob | None:
+    """Any job by id (the worker acts for the job's organization)."""
+    return session.get(TrainingJob, job_id)
+
+
+def list_page(
+    session: Session,
+    *,
+    organization_id: uuid.UUID,
+    status: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Any], int]:
+    """The organization's jobs, newest first, optionally of one status."""
+    statement = select(TrainingJob).where(TrainingJob.organization_id == organization_id)
+    if status is not None:
+        statement = statement.where(TrainingJob.status == status)
+    statement = statement.order_by(TrainingJob.created_at.desc(), TrainingJob.id)
+    return paginate(session, statement, limit=limit, offset=offset)
+
+
+def count_active_for_dataset(session: Session, dataset_id: uuid.UUID) -> int:
+    """How many queued or running jobs train on the dataset."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(TrainingJob)
+            .where(TrainingJob.dataset_id == dataset_id, TrainingJob.status.in_(ACTIVE_STATUSES))
+        )
+        or 0
+    )
+
+
+def claim(session: Session, job_id: uuid.UUID, *, worker: str, at: datetime) -> bool:
+    """Move a queued job to running for ``worker``; False if it was not queued."""
+    result = session.execute(
+        update(TrainingJob)
+        .where(TrainingJob.id == job_id, TrainingJob.status == "queued")
+        .values(status="running", worker=worker, started_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def cancel_if_queued(session: Session, job_id: uuid.UUID, at: datetime) -> bool:
+    """Cancel a job that has not started; False if it already left the queue."""
+    result = session.execute(
+        update(TrainingJob)
+        .where(TrainingJob.id == job_id, TrainingJob.status == "queued")
+        .values(status="cancelled", cancel_requested=True, completed_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def add_metrics(session: Session, rows: list[JobMetric]) -> None:
+    """Insert metric rows."""
+    session.add_all(rows)
+    session.flush()
+
+
+def list_metrics(session: Session, job_id: uuid.UUID) -> list[JobMetric]:
+    """A job's metrics, oldest first."""
+    return list(
+        session.scalars(select(JobMetric).where(JobMetric.job_id == job_id).order_by(JobMetric.id))
+    )

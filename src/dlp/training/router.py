@@ -1,0 +1,73 @@
+"""Training endpoints: submit, list, read, metrics, cancel."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Depends, status
+
+from dlp.dependencies import CurrentPrincipal, PlatformDep, SessionDep, WriterPrincipal
+from dlp.schemas import Page, PageParams, page_params
+from dlp.training import service
+from dlp.training.schemas import (
+    JobStatus,
+    MetricList,
+    MetricPoint,
+    TrainingJobCreate,
+    TrainingJobOut,
+)
+
+router = APIRouter(prefix="/api/v1/training/jobs", tags=["training"])
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED)
+def submit_job(
+    body: TrainingJobCreate, session: SessionDep, platform: PlatformDep, principal: WriterPrincipal
+) -> TrainingJobOut:
+    """Queue a training job; poll it, or follow its metrics, until it ends."""
+    return service.to_out(service.submit_job(session, platform.queue, principal, body))
+
+
+@router.get("")
+def list_jobs(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    status: JobStatus | None = None,
+    page: PageParams = Depends(page_params),
+) -> Page[TrainingJobOut]:
+    """The organization's jobs, newest first (``?status=`` filters)."""
+    rows, total = service.list_jobs(
+        session, principal, status=status, limit=page.limit, offset=page.offset
+    )
+    return Page(
+        items=[service.to_out(row) for row in rows],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+@router.get("/{job_id}")
+def get_job(job_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal) -> TrainingJobOut:
+    """One job: status, progress, final metrics, the model it produced."""
+    return service.to_out(service.get_job_or_raise(session, principal, job_id))
+
+
+@router.get("/{job_id}/metrics")
+def get_metrics(job_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal) -> MetricList:
+    """Every metric the job reported, oldest first."""
+    rows = service.list_metrics(session, principal, job_id)
+    return MetricList(
+        items=[
+            MetricPoint(epoch=r.epoch, step=r.step, name=r.name, value=r.value, at=r.at)
+            for r in rows
+        ]
+    )
+
+
+@router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
+def cancel_job(
+    job_id: uuid.UUID, session: SessionDep, principal: WriterPrincipal
+) -> TrainingJobOut:
+    """Cancel a job: a queued one never starts, a running one stops after its current epoch."""
+    return service.to_out(service.cancel_job(session, principal, job_id))

@@ -1,0 +1,88 @@
+"""Request and response bodies of the training endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dlp.ml.config import AutoModelConfig, ModelConfig, Task, TrainingConfig
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+Priority = Literal["low", "normal", "high"]
+
+
+class Resources(BaseModel):
+    """Devices a job asks for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    devices: int = Field(
+        default=1, ge=1, le=1, description="Data-parallel training is not yet supported: 1."
+    )
+    device_type: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class TrainingJobCreate(BaseModel):
+    """What to train, on which dataset, and how."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: uuid.UUID
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Model name the result is registered under; default: dataset-target.",
+    )
+    task: Task
+    target: str = Field(min_length=1, max_length=255, description="Column to predict.")
+    model: ModelConfig = Field(default_factory=AutoModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    priority: Priority = "normal"
+    resources: Resources = Field(default_factory=Resources)
+
+
+class Progress(BaseModel):
+    """How far a job got."""
+
+    epoch: int
+    total_epochs: int
+
+
+class TrainingJobOut(BaseModel):
+    """A training job."""
+
+    id: uuid.UUID
+    name: str
+    status: JobStatus
+    dataset_id: uuid.UUID | None
+    config: dict[str, Any]
+    priority: Priority
+    progress: Progress
+    metrics: dict[str, float]
+    model_id: uuid.UUID | None
+    error_message: str | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+class MetricPoint(BaseModel):
+    """One reported metric value."""
+
+    epoch: int
+    step: int
+    name: str
+    value: float
+    at: datetime
+
+
+class MetricList(BaseModel):
+    """A job's metric history, oldest first."""
+
+    items: list[MetricPoint]

@@ -1,0 +1,172 @@
+"""Business rules of training jobs on the API side: submit, read, list, cancel.
+
+This module stays free of PyTorch; the worker's side lives in ``runner``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from sqlalchemy.orm import Session
+
+from dlp.auth.service import Principal
+from dlp.datasets import service as dataset_service
+from dlp.datasets.models import Dataset
+from dlp.db import utcnow
+from dlp.errors import ConflictError, NotFoundError, ValidationError
+from dlp.queue import TRAINING_QUEUE, JobQueue
+from dlp.training import repository
+from dlp.training.models import JobMetric, TrainingJob
+from dlp.training.schemas import (
+    TERMINAL_STATUSES,
+    JobStatus,
+    Progress,
+    TrainingJobCreate,
+    TrainingJobOut,
+)
+
+RUN_TRAINING_TASK = "dlp.training.run_job"
+MAX_CLASSES = 1000
+NUMERIC_DTYPES = {"int64", "float64", "bool"}
+
+
+def default_model_name(dataset: Dataset, target: str) -> str:
+    """``<dataset stem>-<target>``, reduced to the characters model names allow."""
+    stem = dataset.name.rsplit(".", 1)[0]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{stem}-{target}").strip("-.") or "model"
+    return name[:100]
+
+
+def validate_against_dataset(request: TrainingJobCreate, dataset: Dataset) -> None:
+    """Refuse configs that cannot work on this dataset, naming the problem."""
+    if dataset.status != "ready":
+        raise ValidationError(f"dataset {dataset.id} is {dataset.status}, not ready")
+    columns = {column["name"]: column for column in dataset.profile.get("columns", [])}
+    target = columns.get(request.target)
+    if target is None:
+        raise ValidationError(
+            f"target column '{request.target}' is not in dataset {dataset.id} "
+            f"(columns: {', '.join(list(columns)[:20])})"
+        )
+    if len(columns) < 2:
+        raise ValidationError("the dataset needs at least one feature column besides the target")
+    if request.task == "regression" and target["dtype"] not in NUMERIC_DTYPES:
+        raise ValidationError(
+            f"regression needs a numeric target; column '{request.target}' is {target['dtype']}"
+        )
+    if request.task == "classification":
+        n_unique = int(target.get("n_unique", 0))
+        if n_unique < 2:
+            raise ValidationError(
+                f"classification needs at least 2 classes; '{request.target}' has {n_unique}"
+            )
+        if n_unique > MAX_CLASSES:
+            raise ValidationError(
+                f"'{request.target}' has {n_unique} distinct values, over {MAX_CLASSES} classes: "
+                "use task 'regression' for a continuous target"
+            )
+
+
+def submit_job(
+    session: Session, queue: JobQueue, principal: Principal, request: TrainingJobCreate
+) -> TrainingJob:
+    """Validate, store the job as queued, and send it to the workers once committed."""
+    dataset = dataset_service.get_dataset_or_raise(session, principal, request.dataset_id)
+    validate_against_dataset(request, dataset)
+    name = request.name or default_model_name(dataset, request.target)
+    job = repository.add(
+        session,
+        TrainingJob(
+            organization_id=principal.organization_id,
+            created_by=principal.user.id,
+            dataset_id=dataset.id,
+            name=name,
+            status="queued",
+            priority=request.priority,
+            config=request.model_dump(mode="json", exclude={"dataset_id", "name"}),
+            total_epochs=request.training.epochs,
+        ),
+    )
+    job_id = job.id
+    queue.enqueue_after_commit(
+        session,
+        RUN_TRAINING_TASK,
+        str(job_id),
+        queue=TRAINING_QUEUE,
+        priority=request.priority,
+        on_send_failure=lambda recovery, reason: mark_enqueue_failed(recovery, job_id, reason),
+    )
+    return job
+
+
+def mark_enqueue_failed(session: Session, job_id: uuid.UUID, reason: str) -> None:
+    """Fail a committed job whose task could not be sent."""
+    job = repository.get_for_worker(session, job_id)
+    if job is not None and job.status == "queued":
+        job.status = "failed"
+        job.error_message = f"the job queue did not accept the job: {reason}"
+        job.completed_at = utcnow()
+
+
+def get_job_or_raise(session: Session, principal: Principal, job_id: uuid.UUID) -> TrainingJob:
+    """The organization's job; 404 for one that is missing or another tenant's."""
+    job = repository.get(session, job_id=job_id, organization_id=principal.organization_id)
+    if job is None:
+        raise NotFoundError("training job", job_id)
+    return job
+
+
+def list_jobs(
+    session: Session,
+    principal: Principal,
+    *,
+    status: JobStatus | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[TrainingJob], int]:
+    """A page of the organization's jobs."""
+    return repository.list_page(
+        session,
+        organization_id=principal.organization_id,
+        status=status,
+        limit=limit,
+        offset=offset,
+    )
+
+
+def list_metrics(session: Session, principal: Principal, job_id: uuid.UUID) -> list[JobMetric]:
+    """A job's metric history."""
+    job = get_job_or_raise(session, principal, job_id)
+    return repository.list_metrics(session, job.id)
+
+
+def cancel_job(session: Session, principal: Principal, job_id: uuid.UUID) -> TrainingJob:
+    """Cancel a queued job at once, or ask a running one to stop at its next check."""
+    job = get_job_or_raise(session, principal, job_id)
+    if job.status in TERMINAL_STATUSES:
+        raise ConflictError(f"the job already ended ({job.status})")
+    if not repository.cancel_if_queued(session, job.id, utcnow()):
+        job.cancel_requested = True
+    session.flush()
+    session.refresh(job)
+    return job
+
+
+def to_out(job: TrainingJob) -> TrainingJobOut:
+    """The API view of a job."""
+    return TrainingJobOut(
+        id=job.id,
+        name=job.name,
+        status=job.status,
+        dataset_id=job.dataset_id,
+        config=job.config,
+        priority=job.priority,
+        progress=Progress(epoch=job.progress_epoch, total_epochs=job.total_epochs),
+        metrics=job.metrics,
+        model_id=job.model_id,
+        error_message=job.error_message,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        completed_at=job.completed_at,
+    )
