@@ -1,0 +1,214 @@
+"""Test fixtures: each API test runs twice, on the embedded shape and on PostgreSQL + Redis.
+
+Each shape gets its own data directory, database and a real Celery worker process
+(``python -m dlp worker``), exactly as ``dlp serve`` / ``dlp worker`` run them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from dlp.config import Settings
+from dlp.main import create_app
+from dlp.migrate import upgrade_database
+
+POSTGRES_URL = os.environ.get("DLP_TEST_POSTGRES_URL", "")
+REDIS_URL = os.environ.get("DLP_TEST_REDIS_URL", "")
+IN_CI = bool(os.environ.get("CI"))
+WORKER_READY_SECONDS = 90
+
+
+def _unavailable(reason: str) -> None:
+    """Scale-out tests fail in CI (where the services must exist) and skip elsewhere."""
+    if IN_CI:
+        pytest.fail(f"scale-out services unreachable in CI: {reason}")
+    pytest.skip(reason)
+
+
+def _check_scaleout_services() -> None:
+    if not POSTGRES_URL or not REDIS_URL:
+        _unavailable("set DLP_TEST_POSTGRES_URL and DLP_TEST_REDIS_URL to run scale-out tests")
+    try:
+        with psycopg.connect(POSTGRES_URL, connect_timeout=3) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error as exc:
+        _unavailable(f"PostgreSQL at {POSTGRES_URL}: {exc}")
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        _unavailable(f"Redis at {REDIS_URL}: {exc}")
+
+
+@dataclass
+class Deployment:
+    """One running shape: its settings, the worker's environment and log."""
+
+    name: str
+    settings: Settings
+    env: dict[str, str]
+    worker_log: Path
+
+    @property
+    def store_root(self) -> Path:
+        """The local file store's folder."""
+        return self.settings.resolved_data_dir / "files"
+
+
+def _settings_env(settings: Settings) -> dict[str, str]:
+    env = {"DLP_DATA_DIR": str(settings.data_dir), "DLP_LOG_FORMAT": "json"}
+    for name in ("database_url", "broker_url", "redis_url"):
+        value = getattr(settings, name)
+        if value:
+            env[f"DLP_{name.upper()}"] = value
+    return env
+
+
+def start_worker(env: dict[str, str], log_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    """Start ``python -m dlp worker`` and wait until Celery says it is ready."""
+    full_env = {**os.environ, **env}
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dlp", "worker", "--loglevel", "INFO", *args],
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + WORKER_READY_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"worker exited early:\n{log_path.read_text()[-3000:]}")
+        if b" ready." in log_path.read_bytes():
+            return process
+        time.sleep(0.2)
+    stop_process(process)
+    raise RuntimeError(f"worker not ready in time:\n{log_path.read_text()[-3000:]}")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Stop a process group: SIGTERM, then SIGKILL after a grace period."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _create_postgres_database() -> tuple[str, str]:
+    name = f"dlp_test_{secrets.token_hex(4)}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = POSTGRES_URL.rpartition("/")
+    return name, f"{base}/{name}"
+
+
+def _drop_postgres_database(name: str) -> None:
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+        connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+@pytest.fixture(scope="session", params=["embedded", "scaleout"])
+def deployment(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    """A migrated database, a file store and a live worker process for one run shape."""
+    data_dir = tmp_path_factory.mktemp(f"dlp-{request.param}")
+    database_name = None
+    if request.param == "embedded":
+        settings = Settings(data_dir=data_dir)
+    else:
+        _check_scaleout_services()
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        database_name, database_url = _create_postgres_database()
+        settings = Settings(
+            data_dir=data_dir, database_url=database_url, broker_url=REDIS_URL, redis_url=REDIS_URL
+        )
+    upgrade_database(settings.sqlalchemy_url)
+    env = _settings_env(settings)
+    worker_log = data_dir / "worker.log"
+    worker = start_worker(env, worker_log)
+    try:
+        yield Deployment(request.param, settings, env, worker_log)
+    finally:
+        stop_process(worker)
+        if database_name is not None:
+            _drop_postgres_database(database_name)
+
+
+@pytest.fixture(scope="session")
+def client(deployment: Deployment) -> Iterator[TestClient]:
+    """The API of the deployment, called over HTTP through its ASGI app."""
+    with TestClient(create_app(deployment.settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@dataclass
+class Account:
+    """A registered user and the headers that authenticate them."""
+
+    id: str
+    username: str
+    password: str
+    organization_id: str
+    access_token: str
+    refresh_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Bearer headers for this account."""
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+def register_account(client: TestClient, username: str | None = None) -> Account:
+    """Register and log in a fresh user."""
+    username = username or f"user{uuid.uuid4().hex[:10]}"
+    password = "correct horse battery"
+    created = client.post(
+        "/api/v1/auth/register",
+        json={"username": username, "email": f"{username}@example.com", "password": password},
+    )
+    assert created.status_code == 201, created.text
+    tokens = client.post(
+        "/api/v1/auth/login", data={"username": username, "password": password}
+    ).json()
+    user = created.json()
+    return Account(
+        id=user["id"],
+        username=username,
+        password=password,
+        organization_id=user["organization_id"],
+        access_token=tokens["access_token"],
+        refresh_token=tokens["refresh_token"],
+    )
+
+
+@pytest.fixture
+def account(client: TestClient) -> Account:
+    """A fresh user with a personal organization."""
+    return register_account(client)
+
+
+@pytest.fixture
+def other_account(client: TestClient) -> Account:
+    """A second, unrelated user (another tenant)."""
+    return register_account(client)

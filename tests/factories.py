@@ -1,0 +1,104 @@
+"""Data and API factories for tests: real datasets from scikit-learn, written as CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from typing import Any
+
+import numpy as np
+from fastapi.testclient import TestClient
+from sklearn.datasets import load_breast_cancer, load_diabetes
+
+from tests.conftest import Account
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def table_csv(columns: list[str], rows: list[list[Any]]) -> bytes:
+    """CSV bytes with a header row."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def split_sklearn(
+    loader: Any, *, seed: int = 0, test_fraction: float = 0.2
+) -> tuple[list[str], list[list[Any]], list[list[Any]]]:
+    """Columns, training rows and held-out rows of a scikit-learn dataset (target last)."""
+    data = loader()
+    columns = [str(name) for name in data.feature_names] + ["target"]
+    target = data.target.tolist()
+    rows = [[*map(float, x), y] for x, y in zip(data.data.tolist(), target, strict=True)]
+    order = np.random.default_rng(seed).permutation(len(rows))
+    n_test = int(len(rows) * test_fraction)
+    test = [rows[i] for i in order[:n_test]]
+    train = [rows[i] for i in order[n_test:]]
+    return columns, train, test
+
+
+def breast_cancer() -> tuple[list[str], list[list[Any]], list[list[Any]]]:
+    """Breast cancer, 80/20 split; target 0/1."""
+    return split_sklearn(load_breast_cancer)
+
+
+def diabetes() -> tuple[list[str], list[list[Any]], list[list[Any]]]:
+    """Diabetes progression (regression), 80/20 split."""
+    return split_sklearn(load_diabetes)
+
+
+def upload(
+    client: TestClient,
+    account: Account,
+    content: bytes,
+    filename: str = "data.csv",
+    **fields: str,
+) -> Any:
+    """POST a file to /api/v1/datasets and return the response."""
+    return client.post(
+        "/api/v1/datasets",
+        headers=account.headers,
+        files={"file": (filename, content, "text/csv")},
+        data=fields,
+    )
+
+
+def upload_ok(
+    client: TestClient, account: Account, content: bytes, filename: str = "data.csv"
+) -> dict[str, Any]:
+    """Upload and insist on 201."""
+    response = upload(client, account, content, filename)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def submit_job(client: TestClient, account: Account, **body: Any) -> Any:
+    """POST a training job and return the response."""
+    return client.post("/api/v1/training/jobs", headers=account.headers, json=body)
+
+
+def wait_for_job(
+    client: TestClient,
+    account: Account,
+    job_id: str,
+    *,
+    timeout: float = 180,
+    until: set[str] = TERMINAL,
+) -> dict[str, Any]:
+    """Poll a job until its status is in ``until``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/api/v1/training/jobs/{job_id}", headers=account.headers).json()
+        if job["status"] in until:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s: {job}")
+        time.sleep(0.2)
+
+
+def rows_as_inputs(columns: list[str], rows: list[list[Any]]) -> list[dict[str, Any]]:
+    """Rows (target last) as prediction inputs without the target."""
+    return [dict(zip(columns[:-1], row[:-1], strict=True)) for row in rows]
