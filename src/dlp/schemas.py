@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
@@ -17,6 +18,18 @@ class Page(BaseModel, Generic[Item]):
     total: int
     limit: int
     offset: int
+
+    @classmethod
+    def build(
+        cls, rows: Sequence[Any], total: int, params: PageParams, to_out: Callable[[Any], Item]
+    ) -> Page[Item]:
+        """The envelope for one page of rows, each turned into its API view."""
+        return cls(
+            items=[to_out(row) for row in rows],
+            total=total,
+            limit=params.limit,
+            offset=params.offset,
+        )
 
 
 class PageParams(BaseModel):

@@ -92,12 +92,7 @@ def list_datasets(
 ) -> Page[DatasetOut]:
     """The organization's datasets, newest first."""
     rows, total = service.list_datasets(session, principal, limit=page.limit, offset=page.offset)
-    return Page(
-        items=[service.to_out(row) for row in rows],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return Page.build(rows, total, page, service.to_out)
 
 
 @router.get("/{dataset_id}")

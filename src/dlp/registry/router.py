@@ -36,12 +36,7 @@ def list_models(
 ) -> Page[ModelOut]:
     """The organization's model versions, newest first."""
     rows, total = service.list_models(session, principal, limit=page.limit, offset=page.offset)
-    return Page(
-        items=[service.to_out(row) for row in rows],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return Page.build(rows, total, page, service.to_out)
 
 
 @router.get("/{model_id}")

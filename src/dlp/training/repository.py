@@ -60,26 +60,25 @@ def count_active_for_dataset(session: Session, dataset_id: uuid.UUID) -> int:
     )
 
 
-def claim(session: Session, job_id: uuid.UUID, *, worker: str, at: datetime) -> bool:
-    """Move a queued job to running for ``worker``; False if it was not queued."""
+def _leave_queue(session: Session, job_id: uuid.UUID, **values: object) -> bool:
+    # One conditional UPDATE: of two racing callers exactly one sees rowcount 1.
     result = session.execute(
         update(TrainingJob)
         .where(TrainingJob.id == job_id, TrainingJob.status == "queued")
-        .values(status="running", worker=worker, started_at=at)
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def claim(session: Session, job_id: uuid.UUID, *, worker: str, at: datetime) -> bool:
+    """Move a queued job to running for ``worker``; False if it was not queued."""
+    return _leave_queue(session, job_id, status="running", worker=worker, started_at=at)
 
 
 def cancel_if_queued(session: Session, job_id: uuid.UUID, at: datetime) -> bool:
     """Cancel a job that has not started; False if it already left the queue."""
-    result = session.execute(
-        update(TrainingJob)
-        .where(TrainingJob.id == job_id, TrainingJob.status == "queued")
-        .values(status="cancelled", cancel_requested=True, completed_at=at)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return _leave_queue(session, job_id, status="cancelled", cancel_requested=True, completed_at=at)
 
 
 def add_metrics(session: Session, rows: list[JobMetric]) -> None:

@@ -39,12 +39,7 @@ def list_jobs(
     rows, total = service.list_jobs(
         session, principal, status=status, limit=page.limit, offset=page.offset
     )
-    return Page(
-        items=[service.to_out(row) for row in rows],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return Page.build(rows, total, page, service.to_out)
 
 
 @router.get("/{job_id}")

@@ -118,7 +118,12 @@ def run_training_job(platform: Platform, job_id: uuid.UUID, *, worker: str) -> N
         logger.exception("training.crashed")
         _finish_in_new_transaction(platform, job_id, "failed", _one_line(exc))
         return
-    _register(platform, spec, trained)
+    try:
+        _register(platform, spec, trained)
+    except Exception as exc:
+        logger.exception("training.register_failed")
+        _finish_in_new_transaction(platform, job_id, "failed", _one_line(exc))
+        return
     logger.info("training.succeeded", metrics=trained.metrics)
 
 
