@@ -10,6 +10,7 @@ import pytest
 
 from dlp.ml.config import (
     AutoModelConfig,
+    InputSpec,
     MLPConfig,
     TrainingConfig,
     model_config_adapter,
@@ -59,7 +60,9 @@ def test_model_config_is_a_discriminated_union() -> None:
     assert parsed.hidden_sizes == [16, 8]
     assert isinstance(model_config_adapter.validate_python({"type": "auto"}), AutoModelConfig)
     for bad in (
-        {"type": "cnn"},
+        {"type": "gbdt"},
+        {"type": "cnn", "channels": []},
+        {"type": "text", "variant": "transformer", "embedding_dim": 30, "heads": 4},
         {"type": "mlp", "hidden_sizes": []},
         {"type": "mlp", "hidden_sizes": [0]},
         {"type": "mlp", "hidden_sizes": [8] * 17},
@@ -71,14 +74,19 @@ def test_model_config_is_a_discriminated_union() -> None:
 
 
 def test_auto_sizes_the_mlp_by_table_size_and_mlp_stays() -> None:
-    small = resolve_model_config(AutoModelConfig(), data_kind="tabular", n_features=5, n_rows=400)
+    small = resolve_model_config(
+        AutoModelConfig(), data_kind="tabular", spec=InputSpec(n_features=5), n_rows=400
+    )
     assert small == MLPConfig(hidden_sizes=[64], dropout=0.2)
     large = resolve_model_config(
-        AutoModelConfig(), data_kind="tabular", n_features=300, n_rows=50_000
+        AutoModelConfig(), data_kind="tabular", spec=InputSpec(n_features=300), n_rows=50_000
     )
     assert large == MLPConfig(hidden_sizes=[512, 64], dropout=0.1)
     custom = MLPConfig(hidden_sizes=[4], dropout=0.0)
-    assert resolve_model_config(custom, data_kind="tabular", n_features=5, n_rows=10) is custom
+    assert (
+        resolve_model_config(custom, data_kind="tabular", spec=InputSpec(n_features=5), n_rows=10)
+        is custom
+    )
 
 
 def test_importing_config_does_not_import_torch_or_numpy() -> None:

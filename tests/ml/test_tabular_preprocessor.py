@@ -55,14 +55,21 @@ def test_categorical_columns_one_hot_with_missing_and_other() -> None:
     )
 
 
-def test_top_k_categories_keep_the_most_frequent() -> None:
-    values = [f"v{i:02d}" for i in range(40) for _ in range(i + 1)]  # v39 is the most frequent
-    prep = TabularPreprocessor.fit(pa.table({"c": values}))
-    categories = prep.state.columns[0].categories  # type: ignore[union-attr]
-    assert len(categories) == MAX_CATEGORIES
-    assert categories[0] == "v39"
-    assert "v00" not in categories
+def test_few_categories_are_one_hot_and_many_are_embedded() -> None:
+    few = [f"v{i:02d}" for i in range(MAX_CATEGORIES) for _ in range(i + 1)]
+    prep = TabularPreprocessor.fit(pa.table({"c": few}))
+    assert prep.state.columns[0].kind == "categorical"
     assert prep.n_features == MAX_CATEGORIES + 1
+    many = [f"v{i:02d}" for i in range(40) for _ in range(i + 1)]  # v39 is the most frequent
+    prep = TabularPreprocessor.fit(pa.table({"c": many}))
+    column = prep.state.columns[0]
+    assert column.kind == "embedded"
+    assert column.categories[0] == "v39"
+    assert "v00" not in column.categories  # seen once: shares the "other" index 0
+    assert prep.n_features == 1
+    assert prep.input_spec.categorical_cardinalities == [len(column.categories) + 1]
+    out = prep.transform({"c": ["v39", "v00", None, "never seen"]})
+    assert out[:, 0].tolist() == [1.0, 0.0, 0.0, 0.0]
 
 
 def test_ids_empty_columns_and_excluded_columns_are_dropped() -> None:

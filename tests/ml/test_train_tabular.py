@@ -16,7 +16,7 @@ from dlp.ml.artifact import TrainedModel, load_predictor, train_tabular
 from dlp.ml.config import AutoModelConfig, MLPConfig, TrainingConfig
 from dlp.ml.split import split_train_validation
 
-CLASSIFICATION_METRICS = {"train_loss", "val_loss", "val_accuracy", "val_f1"}
+CLASSIFICATION_METRICS = {"train_loss", "val_loss", "val_accuracy", "val_f1", "val_auc"}
 REGRESSION_METRICS = {"train_loss", "val_loss", "val_rmse", "val_mae", "val_r2"}
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+import numpy as np
 import pyarrow as pa
 import pydantic
 import safetensors.torch
@@ -24,16 +25,18 @@ from dlp.ml.architectures import build_model, count_parameters
 from dlp.ml.config import (
     TASKS,
     DataKind,
+    InputSpec,
     ModelConfig,
     ResolvedModelConfig,
     Task,
     TrainingConfig,
     resolve_model_config,
 )
+from dlp.ml.encoders import InputEncoder, load_encoder
 from dlp.ml.inference import Prediction, Predictor
 from dlp.ml.objectives import ClassificationObjective, Objective, RegressionObjective
 from dlp.ml.split import split_train_validation
-from dlp.ml.tabular import PreprocessorState, TabularPreprocessor
+from dlp.ml.tabular import TabularPreprocessor
 from dlp.ml.targets import (
     ClassificationTarget,
     ClassificationTargetState,
@@ -53,8 +56,10 @@ __all__ = [
     "ModelManifest",
     "Prediction",
     "Predictor",
+    "RunOptions",
     "TrainedModel",
     "load_predictor",
+    "package_model",
     "read_manifest",
     "train_tabular",
 ]
@@ -76,9 +81,9 @@ class ModelManifest(BaseModel):
     data_kind: DataKind
     task: Task
     model: ResolvedModelConfig
-    n_features: int = Field(ge=1)
+    input_spec: InputSpec
     n_outputs: int = Field(ge=1)
-    preprocessing: PreprocessorState
+    preprocessing: dict[str, Any]
     target: TargetState
     metrics: dict[str, float]
     best_epoch: int = Field(ge=1)
@@ -90,6 +95,16 @@ class ModelManifest(BaseModel):
         if (self.target.kind == "classification") != (self.task == "classification"):
             raise ValueError(f"a {self.task} model cannot have a {self.target.kind} target")
         return self
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where and how one training run executes (not part of the model's config)."""
+
+    device: torch.device | None = None
+    """None trains on the CPU; ``dlp.ml.device.resolve_device`` picks one from a request."""
+    resume_from: bytes | None = None
+    """A checkpoint from ``TrainingCallback.on_checkpoint`` of an earlier run of this job."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +121,8 @@ class TrainedModel:
     best_epoch: int
     task: Task
     dropped_columns: list[dict[str, str]]
+    data_kind: DataKind = "tabular"
+    evaluation: dict[str, Any] = field(default_factory=dict)
 
 
 def train_tabular(
@@ -116,6 +133,7 @@ def train_tabular(
     model: ModelConfig,
     training: TrainingConfig,
     callback: TrainingCallback | None = None,
+    run: RunOptions | None = None,
 ) -> TrainedModel:
     """Fit preprocessing and a model on ``table`` to predict column ``target``.
 
@@ -155,33 +173,73 @@ def train_tabular(
         targets = torch.from_numpy(encoder.encode(values))
         objective = RegressionObjective(mean=encoder.state.mean, std=encoder.state.std)
 
-    preprocessor = TabularPreprocessor.fit(
-        table.take(pa.array(train_rows)), exclude=frozenset([target])
+    preprocessor = TabularPreprocessor.fit(table, exclude=frozenset([target]), rows=train_rows)
+    # Encode straight into [train rows | validation rows] order: both splits are then
+    # views of one matrix, and the table is dropped before training starts.
+    order = np.concatenate([train_rows, val_rows])
+    features = torch.from_numpy(preprocessor.transform(table, rows=order))
+    del table
+    targets = targets[torch.from_numpy(order)]
+    n_train = len(train_rows)
+    return package_model(
+        data_kind="tabular",
+        task=task,
+        model=model,
+        training=training,
+        encoder=preprocessor,
+        target=encoder,
+        objective=objective,
+        train=TensorSplit(features[:n_train], targets[:n_train]),
+        validation=TensorSplit(features[n_train:], targets[n_train:]),
+        callback=callback,
+        dropped_columns=preprocessor.dropped_columns,
+        run=run,
     )
-    features = torch.from_numpy(preprocessor.transform(table))
-    train_index, val_index = torch.from_numpy(train_rows), torch.from_numpy(val_rows)
-    resolved = resolve_model_config(
-        model, data_kind="tabular", n_features=preprocessor.n_features, n_rows=len(train_rows)
-    )
+
+
+def package_model(
+    *,
+    data_kind: DataKind,
+    task: Task,
+    model: ModelConfig,
+    training: TrainingConfig,
+    encoder: InputEncoder,
+    target: ClassificationTarget | RegressionTarget,
+    objective: Objective,
+    train: TensorSplit,
+    validation: TensorSplit,
+    callback: TrainingCallback | None,
+    dropped_columns: list[dict[str, str]] | None = None,
+    run: RunOptions | None = None,
+) -> TrainedModel:
+    """Resolve the family, train it on encoded splits, and write the artifact files.
+
+    Every data kind ends here once its encoder and target are fitted on the
+    training split, so the loop, the manifest and the files are the same for all.
+    """
+    spec = encoder.input_spec
+    resolved = resolve_model_config(model, data_kind=data_kind, spec=spec, n_rows=len(train))
     with seeded(training.seed):
-        network = build_model(resolved, preprocessor.n_features, encoder.n_outputs)
+        network = build_model(resolved, spec, target.n_outputs)
         result = fit(
             network,
-            train=TensorSplit(features[train_index], targets[train_index]),
-            validation=TensorSplit(features[val_index], targets[val_index]),
+            train=train,
+            validation=validation,
             objective=objective,
             config=training,
             callback=callback,
+            device=(run or RunOptions()).device,
+            resume_from=(run or RunOptions()).resume_from,
         )
-
+    network = network.cpu()
     manifest = ModelManifest(
-        data_kind="tabular",
+        data_kind=data_kind,
         task=task,
         model=resolved,
-        n_features=preprocessor.n_features,
-        n_outputs=encoder.n_outputs,
-        preprocessing=preprocessor.state,
-        target=encoder.state,
+        input_spec=spec,
+        n_outputs=target.n_outputs,
+        preprocessing=encoder.state_dict(),
+        target=target.state,
         metrics=result.metrics,
         best_epoch=result.best_epoch,
         epochs_run=result.epochs_run,
@@ -195,14 +253,16 @@ def train_tabular(
     return TrainedModel(
         files=files,
         metrics=dict(result.metrics),
-        input_schema=preprocessor.input_schema,
-        classes=encoder.classes if isinstance(encoder, ClassificationTarget) else None,
+        input_schema=encoder.input_schema,
+        classes=target.classes if isinstance(target, ClassificationTarget) else None,
         model_type=resolved.type,
         n_parameters=count_parameters(network),
         epochs_run=result.epochs_run,
         best_epoch=result.best_epoch,
         task=task,
-        dropped_columns=preprocessor.dropped_columns,
+        dropped_columns=dropped_columns or [],
+        data_kind=data_kind,
+        evaluation=result.evaluation,
     )
 
 
@@ -243,23 +303,23 @@ def load_predictor(files: Mapping[str, bytes]) -> Predictor:
     except Exception as exc:  # safetensors raises several unrelated types on bad bytes
         raise ValidationError(f"{WEIGHTS_FILE} is unreadable: {exc}") from exc
 
-    preprocessor = TabularPreprocessor(manifest.preprocessing)
+    encoder = load_encoder(manifest.data_kind, manifest.preprocessing)
     target: ClassificationTarget | RegressionTarget
     if isinstance(manifest.target, ClassificationTargetState):
         target = ClassificationTarget(manifest.target)
     else:
         target = RegressionTarget(manifest.target)
-    if (preprocessor.n_features, target.n_outputs) != (manifest.n_features, manifest.n_outputs):
-        raise ValidationError(f"{MANIFEST_FILE} is inconsistent: feature or output count differs")
+    if (encoder.input_spec, target.n_outputs) != (manifest.input_spec, manifest.n_outputs):
+        raise ValidationError(f"{MANIFEST_FILE} is inconsistent: input or output shape differs")
 
-    network = build_model(manifest.model, manifest.n_features, manifest.n_outputs)
+    network = build_model(manifest.model, manifest.input_spec, manifest.n_outputs)
     try:
         network.load_state_dict(weights, strict=True)
     except RuntimeError as exc:
         raise ValidationError(f"{WEIGHTS_FILE} does not match {MANIFEST_FILE}: {exc}") from exc
     return Predictor(
         network=network,
-        preprocessor=preprocessor,
+        encoder=encoder,
         target=target,
         model_type=manifest.model.type,
         metrics=manifest.metrics,

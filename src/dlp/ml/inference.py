@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from dlp.ml.architectures import count_parameters
-from dlp.ml.config import Task
-from dlp.ml.tabular import TabularPreprocessor, rows_to_columns
+from dlp.ml.config import InputSpec, Task
+from dlp.ml.encoders import InputEncoder
 from dlp.ml.targets import ClassificationTarget, ClassLabel, RegressionTarget
 
 
@@ -25,19 +25,19 @@ class Prediction:
 
 
 class Predictor:
-    """A trained tabular model ready to answer predictions (eval mode, no gradients)."""
+    """A trained model of any data kind, ready to answer predictions (eval mode, no gradients)."""
 
     def __init__(
         self,
         *,
         network: nn.Module,
-        preprocessor: TabularPreprocessor,
+        encoder: InputEncoder,
         target: ClassificationTarget | RegressionTarget,
         model_type: str,
         metrics: Mapping[str, float],
     ) -> None:
         self._network = network.eval()
-        self._preprocessor = preprocessor
+        self._encoder = encoder
         self._target = target
         self.model_type = model_type
         self.metrics = dict(metrics)
@@ -56,18 +56,23 @@ class Predictor:
         return None
 
     @property
+    def network(self) -> nn.Module:
+        """The network in eval mode (for export; do not train it)."""
+        return self._network
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """The shape of the encoded input the network takes."""
+        return self._encoder.input_spec
+
+    @property
     def input_schema(self) -> list[dict[str, str]]:
-        """``[{"name", "dtype"}]`` of the columns each row must provide."""
-        return self._preprocessor.input_schema
+        """``[{"name", "dtype"}]`` of what each input must provide."""
+        return self._encoder.input_schema
 
-    def predict(self, rows: Sequence[Mapping[str, Any]]) -> Prediction:
-        """Predict each row; ValidationError names the row and column of bad input."""
-        columns = rows_to_columns(rows, self._preprocessor.column_names)
-        return self.predict_columns(columns)
-
-    def predict_columns(self, columns: Mapping[str, Sequence[Any]]) -> Prediction:
-        """Predict from column-oriented input (name → one value per row)."""
-        features = torch.from_numpy(self._preprocessor.transform(columns))
+    def predict(self, inputs: Sequence[Any]) -> Prediction:
+        """Predict each input (a row, a text or an image); ValidationError names bad ones."""
+        features = self._encoder.encode_inputs(inputs)
         with torch.inference_mode():
             outputs = self._network(features)
             if isinstance(self._target, RegressionTarget):

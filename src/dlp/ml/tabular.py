@@ -18,11 +18,17 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pydantic
+import torch
 from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor
 
 from dlp.errors import ValidationError
+from dlp.ml.config import InputSpec
 
 MAX_CATEGORIES = 32
+"""Up to this many distinct values a string column is one-hot encoded; beyond, embedded."""
+MAX_EMBEDDED_CATEGORIES = 10_000
+MIN_EMBEDDED_COUNT = 2
 MISSING_CATEGORY = "__missing__"
 STATE_VERSION: Final = 1
 
@@ -54,6 +60,14 @@ class CategoricalColumn(_State):
     categories: list[str] = Field(min_length=1, max_length=MAX_CATEGORIES)
 
 
+class EmbeddedColumn(_State):
+    """A high-cardinality string column: an index into a learned embedding (0 = other)."""
+
+    kind: Literal["embedded"] = "embedded"
+    name: str
+    categories: list[str] = Field(min_length=1, max_length=MAX_EMBEDDED_CATEGORIES)
+
+
 class DroppedColumn(_State):
     """A column of the training table the model does not use, and why."""
 
@@ -61,7 +75,9 @@ class DroppedColumn(_State):
     reason: str
 
 
-FeatureColumn = Annotated[NumericColumn | CategoricalColumn, Field(discriminator="kind")]
+FeatureColumn = Annotated[
+    NumericColumn | CategoricalColumn | EmbeddedColumn, Field(discriminator="kind")
+]
 
 
 class PreprocessorState(_State):
@@ -82,26 +98,47 @@ class TabularPreprocessor:
         self._state = state
         self._numeric = [c for c in state.columns if isinstance(c, NumericColumn)]
         self._categorical = [c for c in state.columns if isinstance(c, CategoricalColumn)]
-        repeated = [c.name for c in self._categorical if len(set(c.categories)) < len(c.categories)]
+        self._embedded = [c for c in state.columns if isinstance(c, EmbeddedColumn)]
+        with_categories: list[CategoricalColumn | EmbeddedColumn] = [
+            *self._categorical,
+            *self._embedded,
+        ]
+        repeated = [c.name for c in with_categories if len(set(c.categories)) < len(c.categories)]
         if repeated:
             raise ValidationError(f"preprocessing state repeats a category of {repeated[0]!r}")
         self._medians = np.array([c.median for c in self._numeric], dtype=np.float64)
         self._means = np.array([c.mean for c in self._numeric], dtype=np.float64)
         self._stds = np.array([c.std for c in self._numeric], dtype=np.float64)
         self._category_sets = [pa.array(c.categories, type=pa.string()) for c in self._categorical]
-        self._n_features = len(self._numeric) + sum(
-            len(c.categories) + 1 for c in self._categorical
+        self._embedded_sets = [pa.array(c.categories, type=pa.string()) for c in self._embedded]
+        # Layout: standardised numbers, one-hot blocks, then one index column per
+        # embedded column (held as float32, exact below 2**24; the MLP casts them back).
+        self._n_features = (
+            len(self._numeric)
+            + sum(len(c.categories) + 1 for c in self._categorical)
+            + len(self._embedded)
         )
 
     @classmethod
-    def fit(cls, table: pa.Table, *, exclude: Collection[str] = ()) -> TabularPreprocessor:
-        """Learn imputation, scaling and categories from the training split."""
-        columns: list[NumericColumn | CategoricalColumn] = []
+    def fit(
+        cls,
+        table: pa.Table,
+        *,
+        exclude: Collection[str] = (),
+        rows: npt.NDArray[np.int64] | None = None,
+    ) -> TabularPreprocessor:
+        """Learn imputation, scaling and categories from the training split (``rows``).
+
+        Columns are taken one at a time, so fitting never copies the whole table.
+        """
+        columns: list[NumericColumn | CategoricalColumn | EmbeddedColumn] = []
         dropped: list[DroppedColumn] = []
+        row_index = None if rows is None else pa.array(rows)
         for name in table.column_names:
             if name in exclude:
                 continue
-            fitted = _fit_column(name, table.column(name))
+            column = table.column(name)
+            fitted = _fit_column(name, column if row_index is None else column.take(row_index))
             if isinstance(fitted, DroppedColumn):
                 dropped.append(fitted)
             else:
@@ -135,6 +172,23 @@ class TabularPreprocessor:
         return self._n_features
 
     @property
+    def input_spec(self) -> InputSpec:
+        """The feature matrix's width and embedded columns' sizes, for ``build_model``."""
+        return InputSpec(
+            n_features=self._n_features,
+            categorical_cardinalities=[len(c.categories) + 1 for c in self._embedded],
+        )
+
+    def encode_inputs(self, inputs: Sequence[Any]) -> Tensor:
+        """Rows (objects of column values) to the float32 feature matrix."""
+        for index, row in enumerate(inputs):
+            if not isinstance(row, Mapping):
+                raise ValidationError(
+                    f"inputs[{index}] must be an object of column values for a tabular model"
+                )
+        return torch.from_numpy(self.transform(rows_to_columns(inputs, self.column_names)))
+
+    @property
     def column_names(self) -> list[str]:
         """Input columns the model needs, in training-table order."""
         return [column.name for column in self._state.columns]
@@ -159,28 +213,51 @@ class TabularPreprocessor:
         for categorical in self._categorical:
             names.extend(f"{categorical.name}={value}" for value in categorical.categories)
             names.append(f"{categorical.name}=<other>")
+        names.extend(f"{embedded.name}#index" for embedded in self._embedded)
         return names
 
-    def transform(self, data: Columns) -> FloatMatrix:
-        """Impute, scale and one-hot ``data`` into an ``(n_rows, n_features)`` float32 matrix."""
-        n_rows = _row_count(data, self.column_names)
+    def transform(self, data: Columns, *, rows: npt.NDArray[np.int64] | None = None) -> FloatMatrix:
+        """Impute, scale and one-hot ``data`` into an ``(n_rows, n_features)`` float32 matrix.
+
+        ``rows`` picks (and orders) the rows of a table to encode. Tables are encoded
+        column by column straight into the output, so memory stays near its size.
+        """
+        n_rows = _row_count(data, self.column_names) if rows is None else len(rows)
         out = np.zeros((n_rows, self._n_features), dtype=np.float32)
-        if self._numeric:
+        if isinstance(data, pa.Table):
+            for j, column in enumerate(self._numeric):
+                values = _numeric_values(data, column.name)
+                if rows is not None:
+                    values = values[rows]
+                values = np.where(np.isfinite(values), values, column.median)
+                out[:, j] = (values - column.mean) / column.std
+        elif self._numeric:
             values = self._numeric_matrix(data, n_rows)
             values = np.where(np.isfinite(values), values, self._medians)
             out[:, : len(self._numeric)] = (values - self._means) / self._stds
         offset = len(self._numeric)
-        rows = np.arange(n_rows)
+        positions = np.arange(n_rows)
+        row_index = None if rows is None else pa.array(rows)
         for categorical, category_set in zip(self._categorical, self._category_sets, strict=True):
             strings = _string_values(data, categorical.name)
+            if row_index is not None:
+                strings = strings.take(row_index)
             if strings.null_count:
                 strings = pc.fill_null(strings, MISSING_CATEGORY)
             codes = pc.index_in(strings, value_set=category_set)
             other = len(categorical.categories)
             if codes.null_count:
                 codes = pc.fill_null(codes, other)
-            out[rows, offset + codes.to_numpy(zero_copy_only=False).astype(np.intp)] = 1.0
+            out[positions, offset + codes.to_numpy(zero_copy_only=False).astype(np.intp)] = 1.0
             offset += other + 1
+        for embedded, category_set in zip(self._embedded, self._embedded_sets, strict=True):
+            strings = _string_values(data, embedded.name)
+            if row_index is not None:
+                strings = strings.take(row_index)
+            strings = pc.fill_null(strings, MISSING_CATEGORY)
+            codes = pc.fill_null(pc.index_in(strings, value_set=category_set), -1)
+            out[:, offset] = codes.to_numpy(zero_copy_only=False).astype(np.float32) + 1.0
+            offset += 1
         return out
 
     def _numeric_matrix(self, data: Columns, n_rows: int) -> npt.NDArray[np.float64]:
@@ -241,7 +318,7 @@ def decode_dictionary(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def _fit_column(
     name: str, column: pa.ChunkedArray
-) -> NumericColumn | CategoricalColumn | (DroppedColumn):
+) -> NumericColumn | CategoricalColumn | EmbeddedColumn | DroppedColumn:
     kind = column_kind(column.type)
     if pa.types.is_null(column.type) or column.null_count == len(column):
         return DroppedColumn(name=name, reason="all values are missing")
@@ -263,16 +340,24 @@ def _fit_column(
     )
 
 
-def _fit_categorical(name: str, column: pa.ChunkedArray) -> CategoricalColumn | DroppedColumn:
+def _fit_categorical(
+    name: str, column: pa.ChunkedArray
+) -> CategoricalColumn | EmbeddedColumn | DroppedColumn:
     present = len(column) - column.null_count
     distinct = pc.count_distinct(column, mode="only_valid").as_py()
     if present > 1 and distinct == present:
         return DroppedColumn(name=name, reason="every value is unique (an identifier?)")
     counts = pc.value_counts(pc.fill_null(column, MISSING_CATEGORY))
     pairs = zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True)
-    # Ties broken by value so that the same data always gives the same one-hot layout.
-    ranked = sorted(pairs, key=lambda pair: (-pair[1], pair[0]))[:MAX_CATEGORIES]
-    return CategoricalColumn(name=name, categories=[value for value, _ in ranked])
+    # Ties broken by value so that the same data always gives the same layout.
+    ranked = sorted(pairs, key=lambda pair: (-pair[1], pair[0]))
+    if len(ranked) <= MAX_CATEGORIES:
+        return CategoricalColumn(name=name, categories=[value for value, _ in ranked])
+    # Many categories: one-hot would be wide and sparse; learn an embedding of the
+    # values seen often enough to learn anything about (the rest share "other").
+    frequent = [value for value, count in ranked if count >= MIN_EMBEDDED_COUNT]
+    kept = frequent[:MAX_EMBEDDED_CATEGORIES] or [value for value, _ in ranked[:1]]
+    return EmbeddedColumn(name=name, categories=kept)
 
 
 def _row_count(data: Columns, names: Sequence[str]) -> int:
