@@ -54,7 +54,11 @@ def _separable(n: int = 400, seed: int = 0) -> tuple[TensorSplit, TensorSplit]:
 
 def test_callback_gets_the_metric_names_each_epoch(breast_cancer, diabetes) -> None:
     for held_out, task, names in [
-        (breast_cancer, "classification", {"train_loss", "val_loss", "val_accuracy", "val_f1"}),
+        (
+            breast_cancer,
+            "classification",
+            {"train_loss", "val_loss", "val_accuracy", "val_f1", "val_auc"},  # binary: AUC too
+        ),
         (diabetes, "regression", {"train_loss", "val_loss", "val_rmse", "val_mae", "val_r2"}),
     ]:
         recorder = Recorder()
