@@ -47,6 +47,18 @@ class Settings(BaseSettings):
         description="Token-signing secret; default: generated once and kept in the data dir.",
     )
     max_upload_mb: int = Field(default=1024, gt=0, description="Largest accepted upload.")
+    max_archive_entries: int = Field(
+        default=100_000, gt=0, description="Most files an image .zip may hold."
+    )
+    max_archive_uncompressed_mb: int = Field(
+        default=4096, gt=0, description="Largest total uncompressed size of an image .zip."
+    )
+    max_compression_ratio: float = Field(
+        default=100.0, gt=1, description="Largest uncompressed/compressed ratio (zip bombs)."
+    )
+    max_image_pixels: int = Field(
+        default=40_000_000, gt=0, description="Largest width x height of one uploaded image."
+    )
     access_token_minutes: int = Field(default=15, gt=0)
     refresh_token_days: int = Field(default=30, gt=0)
     model_cache_size: int = Field(

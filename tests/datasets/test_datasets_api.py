@@ -111,7 +111,7 @@ def test_other_tenant_sees_404(
         (b"a,a\n1,2\n", "dupe.csv", 422, "validation_error", "distinct"),
         (b"PAR1garbage", "bad.parquet", 422, "validation_error", "Parquet"),
         (b"a,b\n1,2\n", "data.txt", 415, "unsupported_media_type", ".txt"),
-        (b"PK\x03\x04", "images.zip", 415, "unsupported_media_type", "zip"),
+        (b"PK\x03\x04", "images.zip", 422, "validation_error", "zip"),
     ],
 )
 def test_bad_files_are_refused_and_leave_nothing(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import onnx
 import pytest
 from fastapi.testclient import TestClient
 from safetensors.numpy import load as load_safetensors
@@ -83,10 +84,13 @@ def test_download_is_safetensors(client: TestClient, account: Account, model: di
     assert response.status_code == 200
     tensors = load_safetensors(response.content)
     assert tensors and all(t.size for t in tensors.values())
-    onnx = client.get(
-        f"/api/v1/models/{model['id']}/download", headers=account.headers, params={"format": "onnx"}
-    )
-    assert onnx.status_code == 422
+    url = f"/api/v1/models/{model['id']}/download"
+    onnx_file = client.get(url, headers=account.headers, params={"format": "onnx"})
+    assert onnx_file.status_code == 200, onnx_file.text
+    assert onnx.load_from_string(onnx_file.content).graph.input[0].name == "inputs"
+    assert onnx_file.headers["content-disposition"].endswith('.onnx"')
+    script = client.get(url, headers=account.headers, params={"format": "torchscript"})
+    assert script.status_code == 200 and script.content[:2] == b"PK"
     assert (
         client.get(
             f"/api/v1/models/{model['id']}/download",

@@ -249,11 +249,20 @@ def _profile_batches(schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> Ta
     return TableProfile(n_rows=n_rows, columns=[c.as_dict() for c in columns])
 
 
-def read_table(handle: BinaryIO, *, file_format: str, columns: list[dict[str, Any]]) -> pa.Table:
-    """Load a whole tabular dataset with the column types its profile settled on."""
+def read_table(
+    handle: BinaryIO,
+    *,
+    file_format: str,
+    columns: list[dict[str, Any]],
+    float_type: pa.DataType = pa.float64(),
+) -> pa.Table:
+    """Load a whole tabular dataset with the column types its profile settled on.
+
+    ``float_type=pa.float32()`` halves decimal columns in memory (training computes
+    in float32 anyway).
+    """
     if file_format == "parquet":
         return pq.read_table(handle)
-    column_types = {
-        c["name"]: _ARROW_TYPES[c["dtype"]] for c in columns if c["dtype"] in _ARROW_TYPES
-    }
+    types = {**_ARROW_TYPES, "float64": float_type}
+    column_types = {c["name"]: types[c["dtype"]] for c in columns if c["dtype"] in types}
     return pa_csv.read_csv(handle, convert_options=pa_csv.ConvertOptions(column_types=column_types))

@@ -48,8 +48,13 @@ def _record_upload(
         name, kind = service.check_name_and_kind(
             upload.fields.get("name"), upload.fields.get("kind"), upload.filename
         )
-        file_format = service.file_format_of(upload.filename)
-        profile = service.profile_file(platform.store, upload.key, file_format)
+        profile = service.profile_file(
+            platform.store,
+            platform.settings,
+            upload.key,
+            file_format=service.file_format_of(upload.filename),
+            kind=kind,
+        )
         with session_scope(platform.sessions) as session:
             dataset = service.create_dataset(
                 session,
@@ -71,7 +76,11 @@ def _record_upload(
 async def upload_dataset(
     request: Request, platform: PlatformDep, principal: WriterPrincipal
 ) -> DatasetOut:
-    """Upload a CSV or Parquet file (multipart field ``file``); it is streamed and profiled."""
+    """Upload a CSV/Parquet table or a .zip of images (multipart field ``file``).
+
+    The body is streamed to the store, then validated and profiled; anything
+    refused leaves nothing behind.
+    """
     dataset_id = uuid.uuid4()
     upload = await receive_upload(
         request,

@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 from sqlalchemy.orm import Session
 
 from dlp.auth.service import Principal
+from dlp.config import Settings
 from dlp.datasets import repository
+from dlp.datasets.archive import profile_image_archive
 from dlp.datasets.models import Dataset
-from dlp.datasets.profile import TableProfile, profile_csv, profile_parquet, read_table
+from dlp.datasets.profile import profile_csv, profile_parquet, read_table
 from dlp.datasets.schemas import DatasetOut
 from dlp.db import run_after_commit
 from dlp.errors import ConflictError, NotFoundError, UnsupportedMediaTypeError, ValidationError
 from dlp.storage import FileStore
 from dlp.training import repository as training_repository
 
-FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-KINDS = {"tabular"}
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".zip": "zip"}
+KINDS = {"tabular", "text", "image"}
 
 
 def dataset_prefix(organization_id: uuid.UUID, dataset_id: uuid.UUID) -> str:
@@ -30,48 +33,65 @@ def dataset_prefix(organization_id: uuid.UUID, dataset_id: uuid.UUID) -> str:
 
 
 def file_format_of(filename: str) -> str:
-    """``csv`` or ``parquet`` from the file name; 415 for anything else."""
+    """``csv``, ``parquet`` or ``zip`` from the file name; 415 for anything else."""
     suffix = PurePosixPath(filename).suffix.lower()
-    if suffix == ".zip":
-        raise UnsupportedMediaTypeError(
-            "image datasets (.zip) are not supported by this version of dlp; "
-            "upload .csv or .parquet"
-        )
     if suffix not in FORMATS:
         raise UnsupportedMediaTypeError(
-            f"unsupported file type {suffix or '(none)'!r}; upload .csv or .parquet"
+            f"unsupported file type {suffix or '(none)'!r}; upload .csv, .parquet "
+            "or a .zip of images (one folder per class)"
         )
     return FORMATS[suffix]
 
 
 def storage_key(organization_id: uuid.UUID, dataset_id: uuid.UUID, filename: str) -> str:
-    """Where the original bytes of an upload go."""
+    """Where the original bytes of an upload go (never derived from the user's file name)."""
     file_format = file_format_of(filename)
     return f"{dataset_prefix(organization_id, dataset_id)}/original.{file_format}"
 
 
-def profile_file(store: FileStore, key: str, file_format: str) -> TableProfile:
-    """Validate and profile a stored tabular file."""
+@dataclass(frozen=True)
+class DatasetProfile:
+    """What validation learned about an upload: its row (or image) count and schema."""
+
+    n_rows: int
+    schema: dict[str, Any]
+
+
+def profile_file(
+    store: FileStore, settings: Settings, key: str, *, file_format: str, kind: str
+) -> DatasetProfile:
+    """Validate and profile a stored upload; any problem raises a contract error."""
 
     def open_file() -> BinaryIO:
         return store.open_reader(key)
 
-    if file_format == "csv":
-        return profile_csv(open_file)
-    return profile_parquet(open_file)
+    if kind == "image":
+        archive = profile_image_archive(
+            open_file,
+            max_entries=settings.max_archive_entries,
+            max_uncompressed_bytes=settings.max_archive_uncompressed_mb * 2**20,
+            max_compression_ratio=settings.max_compression_ratio,
+            max_image_pixels=settings.max_image_pixels,
+        )
+        return DatasetProfile(n_rows=int(archive["n_images"]), schema=archive)
+    table = profile_csv(open_file) if file_format == "csv" else profile_parquet(open_file)
+    return DatasetProfile(n_rows=table.n_rows, schema=table.as_schema())
 
 
 def check_name_and_kind(name: str | None, kind: str | None, filename: str) -> tuple[str, str]:
-    """The dataset's name (default: the file name) and kind (default: tabular)."""
+    """The dataset's name (default: the file name) and kind (default from the file type)."""
     resolved_name = (name or PurePosixPath(filename).name or "dataset").strip()[:255]
     if not resolved_name:
         raise ValidationError("the dataset name must not be blank")
-    resolved_kind = kind or "tabular"
-    if resolved_kind not in {"tabular", "text", "image"}:
-        raise ValidationError("kind must be one of tabular, text, image")
+    file_format = file_format_of(filename)
+    default_kind = "image" if file_format == "zip" else "tabular"
+    resolved_kind = kind or default_kind
     if resolved_kind not in KINDS:
+        raise ValidationError("kind must be one of tabular, text, image")
+    if (resolved_kind == "image") != (file_format == "zip"):
         raise ValidationError(
-            f"{resolved_kind} datasets are not supported by this version of dlp; use tabular"
+            "image datasets are .zip files of one folder per class; "
+            "tabular and text datasets are .csv or .parquet"
         )
     return resolved_name, resolved_kind
 
@@ -85,7 +105,7 @@ def create_dataset(
     kind: str,
     key: str,
     size_bytes: int,
-    profile: TableProfile,
+    profile: DatasetProfile,
 ) -> Dataset:
     """Record an uploaded, profiled file."""
     file_format = key.rsplit(".", 1)[-1]
@@ -102,7 +122,7 @@ def create_dataset(
             status="ready",
             size_bytes=size_bytes,
             n_rows=profile.n_rows,
-            profile=profile.as_schema(),
+            profile=profile.schema,
         ),
     )
     return dataset
@@ -151,17 +171,20 @@ def iter_dataset_bytes(store: FileStore, dataset: Dataset) -> Iterator[bytes]:
     return store.iter_chunks(dataset.file_key)
 
 
+def open_dataset_file(store: FileStore, dataset: Dataset) -> BinaryIO:
+    """The stored upload as a seekable binary file (image archives are read in place)."""
+    return store.open_reader(dataset.file_key)
+
+
 def load_table(store: FileStore, dataset: Dataset) -> pa.Table:
-    """The whole dataset as an Arrow table, typed as its profile says."""
+    """The whole dataset as an Arrow table for training (decimals as float32)."""
     with store.open_reader(dataset.file_key) as handle:
         return read_table(
-            handle, file_format=dataset.file_format, columns=dataset.profile.get("columns", [])
+            handle,
+            file_format=dataset.file_format,
+            columns=dataset.profile.get("columns", []),
+            float_type=pa.float32(),
         )
-
-
-def column_names(dataset: Dataset) -> list[str]:
-    """The dataset's column names."""
-    return [column["name"] for column in dataset.profile.get("columns", [])]
 
 
 def to_out(dataset: Dataset) -> DatasetOut:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
 
-from dlp.errors import ValidationError
 from dlp.predictions.schemas import PredictRequest, PredictResponse
 from dlp.registry import service as registry_service
 from dlp.registry.models import Model
@@ -53,23 +52,12 @@ class ModelCache:
             self._items.pop(model_id, None)
 
 
-def _tabular_rows(inputs: list[Any]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for index, row in enumerate(inputs):
-        if not isinstance(row, dict):
-            raise ValidationError(
-                f"inputs[{index}] must be an object of column values for a tabular model"
-            )
-        rows.append(row)
-    return rows
-
-
 def predict(
     cache: ModelCache, store: FileStore, model: Model, request: PredictRequest
 ) -> PredictResponse:
     """Run the model on the request's inputs."""
     predictor = cache.get_or_load(model, store)
-    prediction = predictor.predict(_tabular_rows(request.inputs))
+    prediction = predictor.predict(request.inputs)
     return PredictResponse(
         model_id=model.id,
         model_version=model.version,

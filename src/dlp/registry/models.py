@@ -27,6 +27,7 @@ class Model(UUIDPrimaryKey, CreatedAt, Base):
     version: Mapped[int]
     task: Mapped[str] = mapped_column(String(20))
     type: Mapped[str] = mapped_column(String(20))
+    data_kind: Mapped[str] = mapped_column(String(20), default="tabular")
     dataset_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("datasets.id", ondelete="SET NULL")
     )
@@ -35,6 +36,7 @@ class Model(UUIDPrimaryKey, CreatedAt, Base):
     )
     config: Mapped[dict[str, Any]]
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    evaluation: Mapped[dict[str, Any]] = mapped_column(default=dict)
     input_schema: Mapped[list[Any]] = mapped_column(JSONType)
     classes: Mapped[list[Any] | None] = mapped_column(JSONType)
     files: Mapped[dict[str, Any]]

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from dlp.dependencies import CurrentPrincipal, SessionDep, StoreDep, WriterPrincipal
-from dlp.errors import ValidationError
 from dlp.predictions import service as prediction_service
 from dlp.predictions.schemas import PredictRequest, PredictResponse
 from dlp.registry import service
@@ -66,15 +65,24 @@ def download_model(
     store: StoreDep,
     principal: CurrentPrincipal,
     format: Annotated[Literal["safetensors", "onnx", "torchscript"], Query()] = "safetensors",
-) -> StreamingResponse:
-    """The model's weights (``safetensors``); its JSON config is listed in the model's files."""
+) -> Response:
+    """The model's weights (safetensors), or its network as ONNX or TorchScript.
+
+    ONNX and TorchScript take the encoded input and carry ``model.json`` (the
+    preprocessing) inside: ONNX metadata ``dlp.manifest``, TorchScript extra file.
+    """
     model = service.get_model_or_raise(session, principal, model_id)
-    if format != "safetensors":
-        raise ValidationError(f"format {format!r} is not available yet; use safetensors")
-    key = f"{model.file_prefix}/model.safetensors"
-    filename = f"{model.name}-v{model.version}.safetensors"
-    return StreamingResponse(
-        store.iter_chunks(key),
+    stem = f"{model.name}-v{model.version}"
+    if format == "safetensors":
+        return StreamingResponse(
+            store.iter_chunks(f"{model.file_prefix}/model.safetensors"),
+            media_type="application/octet-stream",
+            headers={"Content-Disposition": f'attachment; filename="{stem}.safetensors"'},
+        )
+    data = service.export_model_file(store, model, format)
+    filename = f"{stem}.{service.EXPORT_SUFFIXES[format]}"
+    return Response(
+        content=data,
         media_type="application/octet-stream",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

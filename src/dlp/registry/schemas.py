@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ModelOut(BaseModel):
@@ -17,9 +17,14 @@ class ModelOut(BaseModel):
     version: int
     task: str
     type: str
+    data_kind: str
     dataset_id: uuid.UUID | None
     job_id: uuid.UUID | None
     metrics: dict[str, float]
+    evaluation: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Validation-split details of the kept model, e.g. the confusion matrix.",
+    )
     input_schema: list[dict[str, Any]]
     classes: list[Any] | None
     config: dict[str, Any]

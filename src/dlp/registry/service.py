@@ -73,6 +73,16 @@ def load_model_files(store: FileStore, model: Model) -> dict[str, bytes]:
     return files
 
 
+EXPORT_SUFFIXES = {"onnx": "onnx", "torchscript": "pt"}
+
+
+def export_model_file(store: FileStore, model: Model, export_format: str) -> bytes:
+    """The model's network as ONNX or TorchScript, built from its checked files."""
+    from dlp.ml.export import export_model
+
+    return export_model(load_model_files(store, model), export_format)  # type: ignore[arg-type]
+
+
 def get_model_or_raise(session: Session, principal: Principal, model_id: uuid.UUID) -> Model:
     """The organization's model; 404 for one that is missing or another tenant's."""
     model = repository.get(session, model_id=model_id, organization_id=principal.organization_id)
@@ -108,9 +118,11 @@ def to_out(model: Model) -> ModelOut:
         version=model.version,
         task=model.task,
         type=model.type,
+        data_kind=model.data_kind,
         dataset_id=model.dataset_id,
         job_id=model.job_id,
         metrics=model.metrics,
+        evaluation=model.evaluation,
         input_schema=model.input_schema,
         classes=model.classes,
         config=model.config,

@@ -35,6 +35,7 @@ class TrainingJob(UUIDPrimaryKey, CreatedAt, Base):
     config: Mapped[dict[str, Any]]
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     progress_epoch: Mapped[int] = mapped_column(default=0)
+    checkpoint_epoch: Mapped[int | None]
     total_epochs: Mapped[int]
     error_message: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(default=False)

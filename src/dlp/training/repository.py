@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from dlp.repository import get_owned, paginate
@@ -85,6 +85,15 @@ def add_metrics(session: Session, rows: list[JobMetric]) -> None:
     """Insert metric rows."""
     session.add_all(rows)
     session.flush()
+
+
+def delete_metrics_after(session: Session, job_id: uuid.UUID, epoch: int) -> None:
+    """Forget metrics of epochs after ``epoch`` (a resumed run reports them again)."""
+    session.execute(
+        delete(JobMetric)
+        .where(JobMetric.job_id == job_id, JobMetric.epoch > epoch)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def list_metrics(session: Session, job_id: uuid.UUID) -> list[JobMetric]:

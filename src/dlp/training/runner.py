@@ -6,65 +6,32 @@ job trains, and a crash leaves the job in the last state it reached.
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
-from sqlalchemy.orm import Session, sessionmaker
 
+from dlp.config import Settings
 from dlp.datasets import service as dataset_service
 from dlp.db import session_scope, utcnow
 from dlp.errors import DLPError
-from dlp.ml.artifact import TrainedModel, train_tabular
+from dlp.ml.artifact import RunOptions, TrainedModel, train_tabular
 from dlp.ml.config import TrainingConfig, model_config_adapter
-from dlp.ml.trainer import TrainingCallback, TrainingCancelled
+from dlp.ml.device import resolve_device
+from dlp.ml.image_archive import ArchiveLimits
+from dlp.ml.images import train_images
+from dlp.ml.text import train_text
+from dlp.ml.trainer import TrainingCancelled
 from dlp.platform import Platform
 from dlp.registry import service as registry_service
 from dlp.registry.models import Model
 from dlp.training import repository
-from dlp.training.models import JobMetric, TrainingJob
+from dlp.training.models import TrainingJob
+from dlp.training.progress import JobProgress, checkpoint_key, checkpoint_prefix, load_job
 
 log = structlog.get_logger(__name__)
-CANCEL_POLL_SECONDS = 2.0
 MAX_ERROR_LENGTH = 500
-
-
-class DatabaseProgress(TrainingCallback):
-    """Writes each epoch's metrics to the job and notices cancellation requests."""
-
-    def __init__(self, sessions: sessionmaker[Session], job_id: uuid.UUID) -> None:
-        self.sessions = sessions
-        self.job_id = job_id
-        self._cancel_requested = False
-        self._last_poll = time.monotonic()
-
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        """Store the epoch's metrics and progress in one transaction."""
-        at = utcnow()
-        with session_scope(self.sessions) as session:
-            repository.add_metrics(
-                session,
-                [
-                    JobMetric(
-                        job_id=self.job_id, epoch=epoch, step=epoch, name=name, value=value, at=at
-                    )
-                    for name, value in metrics.items()
-                ],
-            )
-            job = _load(session, self.job_id)
-            job.progress_epoch = epoch
-            job.metrics = metrics
-            self._cancel_requested = job.cancel_requested
-        self._last_poll = time.monotonic()
-
-    def should_stop(self) -> bool:
-        """True once someone asked to cancel (polled at most every few seconds)."""
-        if not self._cancel_requested and time.monotonic() - self._last_poll > CANCEL_POLL_SECONDS:
-            with session_scope(self.sessions) as session:
-                self._cancel_requested = _load(session, self.job_id).cancel_requested
-            self._last_poll = time.monotonic()
-        return self._cancel_requested
 
 
 @dataclass(frozen=True)
@@ -74,14 +41,8 @@ class _JobSpec:
     created_by: uuid.UUID | None
     dataset_id: uuid.UUID
     name: str
-    config: dict[str, object]
-
-
-def _load(session: Session, job_id: uuid.UUID) -> TrainingJob:
-    job = repository.get_for_worker(session, job_id)
-    if job is None:
-        raise DLPError(f"training job {job_id} vanished")
-    return job
+    config: dict[str, Any]
+    checkpoint_epoch: int | None
 
 
 def run_training_job(platform: Platform, job_id: uuid.UUID, *, worker: str) -> None:
@@ -91,7 +52,7 @@ def run_training_job(platform: Platform, job_id: uuid.UUID, *, worker: str) -> N
         if not repository.claim(session, job_id, worker=worker, at=utcnow()):
             logger.info("training.skipped", reason="not queued")
             return
-        job = _load(session, job_id)
+        job = load_job(session, job_id)
         if job.dataset_id is None:
             _finish(job, "failed", "the job's dataset was deleted")
             return
@@ -102,8 +63,9 @@ def run_training_job(platform: Platform, job_id: uuid.UUID, *, worker: str) -> N
             dataset_id=job.dataset_id,
             name=job.name,
             config=dict(job.config),
+            checkpoint_epoch=job.checkpoint_epoch,
         )
-    logger.info("training.started")
+    logger.info("training.started", resume_after_epoch=spec.checkpoint_epoch)
     try:
         trained = _train(platform, spec)
     except TrainingCancelled:
@@ -134,15 +96,79 @@ def _train(platform: Platform, spec: _JobSpec) -> TrainedModel:
         )
         if dataset is None:
             raise DLPError("the job's dataset was deleted")
-    table = dataset_service.load_table(platform.store, dataset)
     config = spec.config
+    model = model_config_adapter.validate_python(config["model"])
+    training = TrainingConfig.model_validate(config["training"])
+    resources = config.get("resources") or {}
+    run = RunOptions(
+        device=resolve_device(resources.get("device_type", "auto")),
+        resume_from=_resume_point(platform, spec),
+    )
+    callback = JobProgress(
+        platform.sessions,
+        platform.store,
+        job_id=spec.job_id,
+        organization_id=spec.organization_id,
+    )
+    if dataset.kind == "image":
+        with dataset_service.open_dataset_file(platform.store, dataset) as handle:
+            return train_images(
+                handle,
+                model=model,
+                training=training,
+                callback=callback,
+                limits=archive_limits(platform.settings),
+                run=run,
+            )
+    table = dataset_service.load_table(platform.store, dataset)
+    if dataset.kind == "text":
+        return train_text(
+            table,
+            text_column=str(config["text_column"]),
+            target=str(config["target"]),
+            task=config["task"],
+            model=model,
+            training=training,
+            callback=callback,
+            run=run,
+        )
     return train_tabular(
         table,
         target=str(config["target"]),
-        task=config["task"],  # type: ignore[arg-type]
-        model=model_config_adapter.validate_python(config["model"]),
-        training=TrainingConfig.model_validate(config["training"]),
-        callback=DatabaseProgress(platform.sessions, spec.job_id),
+        task=config["task"],
+        model=model,
+        training=training,
+        callback=callback,
+        run=run,
+    )
+
+
+def _resume_point(platform: Platform, spec: _JobSpec) -> bytes | None:
+    """The last checkpoint of an interrupted run of this job, its later metrics dropped."""
+    epoch = spec.checkpoint_epoch
+    blob = None
+    if epoch is not None:
+        key = checkpoint_key(spec.organization_id, spec.job_id, epoch)
+        if platform.store.exists(key):
+            blob = platform.store.read_bytes(key)
+        else:
+            log.warning("training.checkpoint_missing", job_id=str(spec.job_id), epoch=epoch)
+            epoch = None
+    with session_scope(platform.sessions) as session:
+        repository.delete_metrics_after(session, spec.job_id, epoch or 0)
+        job = load_job(session, spec.job_id)
+        job.checkpoint_epoch = epoch
+        job.progress_epoch = epoch or 0
+    return blob
+
+
+def archive_limits(settings: Settings) -> ArchiveLimits:
+    """The image-archive limits uploads were checked against, for training to honour too."""
+    return ArchiveLimits(
+        max_entries=settings.max_archive_entries,
+        max_uncompressed_bytes=settings.max_archive_uncompressed_mb * 2**20,
+        max_compression_ratio=settings.max_compression_ratio,
+        max_image_pixels=settings.max_image_pixels,
     )
 
 
@@ -161,10 +187,12 @@ def _register(platform: Platform, spec: _JobSpec, trained: TrainedModel) -> None
                     name=spec.name,
                     task=trained.task,
                     type=trained.model_type,
+                    data_kind=trained.data_kind,
                     dataset_id=spec.dataset_id,
                     job_id=spec.job_id,
                     config=spec.config,
                     metrics=trained.metrics,
+                    evaluation=trained.evaluation,
                     input_schema=trained.input_schema,
                     classes=trained.classes,
                     files=digests,
@@ -172,13 +200,15 @@ def _register(platform: Platform, spec: _JobSpec, trained: TrainedModel) -> None
                     size_bytes=sum(len(data) for data in trained.files.values()),
                 ),
             )
-            job = _load(session, spec.job_id)
+            job = load_job(session, spec.job_id)
             job.model_id = model.id
             job.metrics = trained.metrics
+            job.checkpoint_epoch = None
             _finish(job, "succeeded", None)
     except BaseException:
         platform.store.delete_prefix(prefix)
         raise
+    platform.store.delete_prefix(checkpoint_prefix(spec.organization_id, spec.job_id))
 
 
 def _finish(job: TrainingJob, status: str, error: str | None) -> None:
@@ -191,7 +221,7 @@ def _finish_in_new_transaction(
     platform: Platform, job_id: uuid.UUID, status: str, error: str | None
 ) -> None:
     with session_scope(platform.sessions) as session:
-        _finish(_load(session, job_id), status, error)
+        _finish(load_job(session, job_id), status, error)
 
 
 def _one_line(exc: Exception) -> str:

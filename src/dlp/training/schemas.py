@@ -40,7 +40,15 @@ class TrainingJobCreate(BaseModel):
         description="Model name the result is registered under; default: dataset-target.",
     )
     task: Task
-    target: str = Field(min_length=1, max_length=255, description="Column to predict.")
+    target: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Column to predict (tabular and text; image classes come from folders).",
+    )
+    text_column: str | None = Field(
+        default=None, min_length=1, max_length=255, description="Column holding the text (text)."
+    )
     model: ModelConfig = Field(default_factory=AutoModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     priority: Priority = "normal"

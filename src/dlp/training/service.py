@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -15,6 +16,7 @@ from dlp.datasets import service as dataset_service
 from dlp.datasets.models import Dataset
 from dlp.db import utcnow
 from dlp.errors import ConflictError, NotFoundError, ValidationError
+from dlp.ml.config import FAMILIES_BY_KIND
 from dlp.queue import TRAINING_QUEUE, JobQueue
 from dlp.training import repository
 from dlp.training.models import JobMetric, TrainingJob
@@ -42,13 +44,33 @@ def validate_against_dataset(request: TrainingJobCreate, dataset: Dataset) -> No
     """Refuse configs that cannot work on this dataset, naming the problem."""
     if dataset.status != "ready":
         raise ValidationError(f"dataset {dataset.id} is {dataset.status}, not ready")
-    columns = {column["name"]: column for column in dataset.profile.get("columns", [])}
-    target = columns.get(request.target)
-    if target is None:
+    if request.model.type not in FAMILIES_BY_KIND[dataset.kind]:  # type: ignore[index]
+        allowed = " or ".join(repr(t) for t in FAMILIES_BY_KIND[dataset.kind])  # type: ignore[index]
         raise ValidationError(
-            f"target column '{request.target}' is not in dataset {dataset.id} "
-            f"(columns: {', '.join(list(columns)[:20])})"
+            f"model type {request.model.type!r} does not fit a {dataset.kind} dataset; "
+            f"use {allowed}"
         )
+    if dataset.kind == "image":
+        _validate_image_job(request, dataset)
+        return
+    columns = {column["name"]: column for column in dataset.profile.get("columns", [])}
+    if request.target is None:
+        raise ValidationError(
+            f"'target' is required: name the column of dataset {dataset.id} to predict"
+        )
+    target = _column(columns, request.target, dataset, "target")
+    if dataset.kind == "text":
+        if request.text_column is None:
+            raise ValidationError("'text_column' is required for a text dataset")
+        text = _column(columns, request.text_column, dataset, "text_column")
+        if text["dtype"] != "string":
+            raise ValidationError(
+                f"text_column '{request.text_column}' holds {text['dtype']} values, not text"
+            )
+        if request.text_column == request.target:
+            raise ValidationError("text_column and target must be different columns")
+    elif request.text_column is not None:
+        raise ValidationError("'text_column' applies to text datasets only")
     if len(columns) < 2:
         raise ValidationError("the dataset needs at least one feature column besides the target")
     if request.task == "regression" and target["dtype"] not in NUMERIC_DTYPES:
@@ -56,16 +78,39 @@ def validate_against_dataset(request: TrainingJobCreate, dataset: Dataset) -> No
             f"regression needs a numeric target; column '{request.target}' is {target['dtype']}"
         )
     if request.task == "classification":
-        n_unique = int(target.get("n_unique", 0))
-        if n_unique < 2:
-            raise ValidationError(
-                f"classification needs at least 2 classes; '{request.target}' has {n_unique}"
-            )
-        if n_unique > MAX_CLASSES:
-            raise ValidationError(
-                f"'{request.target}' has {n_unique} distinct values, over {MAX_CLASSES} classes: "
-                "use task 'regression' for a continuous target"
-            )
+        _check_class_count(int(target.get("n_unique", 0)), f"'{request.target}'")
+
+
+def _validate_image_job(request: TrainingJobCreate, dataset: Dataset) -> None:
+    if request.task != "classification":
+        raise ValidationError("image datasets train classifiers: use task 'classification'")
+    if request.target is not None or request.text_column is not None:
+        raise ValidationError(
+            "an image dataset's classes are its folders: leave 'target' and 'text_column' out"
+        )
+    _check_class_count(len(dataset.profile.get("classes", [])), "the archive")
+
+
+def _column(
+    columns: dict[str, dict[str, Any]], name: str, dataset: Dataset, field: str
+) -> dict[str, Any]:
+    column = columns.get(name)
+    if column is None:
+        raise ValidationError(
+            f"{field} column '{name}' is not in dataset {dataset.id} "
+            f"(columns: {', '.join(list(columns)[:20])})"
+        )
+    return column
+
+
+def _check_class_count(n_unique: int, source: str) -> None:
+    if n_unique < 2:
+        raise ValidationError(f"classification needs at least 2 classes; {source} has {n_unique}")
+    if n_unique > MAX_CLASSES:
+        raise ValidationError(
+            f"{source} has {n_unique} distinct values, over {MAX_CLASSES} classes: "
+            "use task 'regression' for a continuous target"
+        )
 
 
 def submit_job(
@@ -74,7 +119,7 @@ def submit_job(
     """Validate, store the job as queued, and send it to the workers once committed."""
     dataset = dataset_service.get_dataset_or_raise(session, principal, request.dataset_id)
     validate_against_dataset(request, dataset)
-    name = request.name or default_model_name(dataset, request.target)
+    name = request.name or default_model_name(dataset, request.target or "classes")
     job = repository.add(
         session,
         TrainingJob(

@@ -1,0 +1,114 @@
+"""The worker's training callback: metrics, checkpoints and cancellation, all durable.
+
+Each report runs in its own short transaction, so the API sees progress while a
+job trains and a crash loses at most the epoch in flight.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from dlp.db import session_scope, utcnow
+from dlp.errors import DLPError
+from dlp.ml.trainer import TrainingCallback
+from dlp.storage import FileStore
+from dlp.training import repository
+from dlp.training.models import JobMetric, TrainingJob
+
+CANCEL_POLL_SECONDS = 2.0
+STEP_REPORT_SECONDS = 2.0
+
+
+def checkpoint_prefix(organization_id: uuid.UUID, job_id: uuid.UUID) -> str:
+    """The store folder of a job's training checkpoints."""
+    return f"orgs/{organization_id}/jobs/{job_id}/checkpoints"
+
+
+def checkpoint_key(organization_id: uuid.UUID, job_id: uuid.UUID, epoch: int) -> str:
+    """Where the checkpoint taken after ``epoch`` lives."""
+    return f"{checkpoint_prefix(organization_id, job_id)}/epoch-{epoch:05d}.safetensors"
+
+
+def load_job(session: Session, job_id: uuid.UUID) -> TrainingJob:
+    """The job row, which the worker may always read."""
+    job = repository.get_for_worker(session, job_id)
+    if job is None:
+        raise DLPError(f"training job {job_id} vanished")
+    return job
+
+
+class JobProgress(TrainingCallback):
+    """Stores metrics per epoch (and running loss every few seconds), checkpoints each
+    epoch to the file store, and notices cancellation requests."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        store: FileStore,
+        *,
+        job_id: uuid.UUID,
+        organization_id: uuid.UUID,
+    ) -> None:
+        self.sessions = sessions
+        self.store = store
+        self.job_id = job_id
+        self.organization_id = organization_id
+        self._cancel_requested = False
+        self._last_poll = time.monotonic()
+        self._last_step_report = 0.0
+
+    def _add_metrics(
+        self, epoch: int, step: int, metrics: dict[str, float], *, progress: bool = False
+    ) -> None:
+        at = utcnow()
+        with session_scope(self.sessions) as session:
+            repository.add_metrics(
+                session,
+                [
+                    JobMetric(
+                        job_id=self.job_id, epoch=epoch, step=step, name=name, value=value, at=at
+                    )
+                    for name, value in metrics.items()
+                ],
+            )
+            job = load_job(session, self.job_id)
+            if progress:
+                job.progress_epoch = epoch
+                job.metrics = metrics
+            self._cancel_requested = job.cancel_requested
+        self._last_poll = time.monotonic()
+
+    def on_step(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
+        """Record the running loss and learning rate, at most every few seconds."""
+        now = time.monotonic()
+        if now - self._last_step_report < STEP_REPORT_SECONDS:
+            return
+        self._last_step_report = now
+        self._add_metrics(
+            epoch, step, {f"running_{name}": value for name, value in metrics.items()}
+        )
+
+    def on_epoch_complete(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
+        """Store the epoch's metrics and the job's progress in one transaction."""
+        self._add_metrics(epoch, step, metrics, progress=True)
+
+    def on_checkpoint(self, checkpoint: bytes, epoch: int) -> None:
+        """Write the checkpoint, point the job at it, then drop the one before."""
+        self.store.write_bytes(checkpoint_key(self.organization_id, self.job_id, epoch), checkpoint)
+        with session_scope(self.sessions) as session:
+            job = load_job(session, self.job_id)
+            previous = job.checkpoint_epoch
+            job.checkpoint_epoch = epoch
+        if previous is not None and previous != epoch:
+            self.store.delete_prefix(checkpoint_key(self.organization_id, self.job_id, previous))
+
+    def should_stop(self) -> bool:
+        """True once someone asked to cancel (polled at most every few seconds)."""
+        if not self._cancel_requested and time.monotonic() - self._last_poll > CANCEL_POLL_SECONDS:
+            with session_scope(self.sessions) as session:
+                self._cancel_requested = load_job(session, self.job_id).cancel_requested
+            self._last_poll = time.monotonic()
+        return self._cancel_requested
