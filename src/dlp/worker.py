@@ -36,6 +36,9 @@ def _configure_child(**_kwargs: Any) -> None:
     import torch
 
     torch.set_num_threads(torch_threads_per_process(_concurrency))
+    # The first optimizer a process builds imports torch._dynamo (about a second):
+    # pay it when the worker starts, not inside the first job's measured time.
+    torch.optim.AdamW([torch.zeros(1, requires_grad=True)])
 
 
 def run_worker(settings: Settings, *, concurrency: int, queues: list[str], loglevel: str) -> None:

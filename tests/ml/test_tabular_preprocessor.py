@@ -9,12 +9,8 @@ import pyarrow as pa
 import pytest
 
 from dlp.errors import ValidationError
-from dlp.ml.tabular import (
-    MAX_CATEGORIES,
-    MISSING_CATEGORY,
-    TabularPreprocessor,
-    rows_to_columns,
-)
+from dlp.ml.tabular import MAX_CATEGORIES, MISSING_CATEGORY, TabularPreprocessor
+from dlp.ml.tabular_values import rows_to_columns
 
 
 def test_numeric_columns_are_median_imputed_and_standardised() -> None:

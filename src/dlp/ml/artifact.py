@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pydantic
 import safetensors.torch
@@ -58,6 +59,7 @@ __all__ = [
     "Predictor",
     "RunOptions",
     "TrainedModel",
+    "fit_target",
     "load_predictor",
     "package_model",
     "read_manifest",
@@ -151,28 +153,9 @@ def train_tabular(
     if n_usable < table.num_rows:
         table = table.filter(pa.array(usable))
 
-    encoder: ClassificationTarget | RegressionTarget
-    objective: Objective
-    if task == "classification":
-        encoder = ClassificationTarget.fit(table.column(target), name=target)
-        labels = encoder.encode(table.column(target), name=target)
-        train_rows, val_rows = split_train_validation(
-            table.num_rows,
-            fraction=training.validation_fraction,
-            seed=training.seed,
-            strata=labels,
-        )
-        targets = torch.from_numpy(labels)
-        objective = ClassificationObjective()
-    else:
-        values = regression_values(table.column(target), name=target)
-        train_rows, val_rows = split_train_validation(
-            table.num_rows, fraction=training.validation_fraction, seed=training.seed
-        )
-        encoder = RegressionTarget.fit(values[train_rows], name=target)
-        targets = torch.from_numpy(encoder.encode(values))
-        objective = RegressionObjective(mean=encoder.state.mean, std=encoder.state.std)
-
+    encoder, objective, targets, train_rows, val_rows = fit_target(
+        table, target=target, task=task, training=training
+    )
     preprocessor = TabularPreprocessor.fit(table, exclude=frozenset([target]), rows=train_rows)
     # Encode straight into [train rows | validation rows] order: both splits are then
     # views of one matrix, and the table is dropped before training starts.
@@ -195,6 +178,36 @@ def train_tabular(
         dropped_columns=preprocessor.dropped_columns,
         run=run,
     )
+
+
+def fit_target(
+    table: pa.Table, *, target: str, task: Task, training: TrainingConfig
+) -> tuple[
+    ClassificationTarget | RegressionTarget,
+    Objective,
+    torch.Tensor,
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+]:
+    """The target's encoder, loss and encoded values, and the (train, validation) rows.
+
+    Classification splits stratified by class; regression standardises the target with
+    statistics of the training rows only.
+    """
+    if task == "classification":
+        classes = ClassificationTarget.fit(table.column(target), name=target)
+        labels = classes.encode(table.column(target), name=target)
+        train_rows, val_rows = split_train_validation(
+            table.num_rows, fraction=training.validation_fraction, seed=training.seed, strata=labels
+        )
+        return classes, ClassificationObjective(), torch.from_numpy(labels), train_rows, val_rows
+    values = regression_values(table.column(target), name=target)
+    train_rows, val_rows = split_train_validation(
+        table.num_rows, fraction=training.validation_fraction, seed=training.seed
+    )
+    scale = RegressionTarget.fit(values[train_rows], name=target)
+    objective = RegressionObjective(mean=scale.state.mean, std=scale.state.std)
+    return scale, objective, torch.from_numpy(scale.encode(values)), train_rows, val_rows
 
 
 def package_model(

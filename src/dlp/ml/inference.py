@@ -15,6 +15,8 @@ from dlp.ml.config import InputSpec, Task
 from dlp.ml.encoders import InputEncoder
 from dlp.ml.targets import ClassificationTarget, ClassLabel, RegressionTarget
 
+PREDICT_CHUNK_VALUES = 1 << 22
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -73,8 +75,16 @@ class Predictor:
     def predict(self, inputs: Sequence[Any]) -> Prediction:
         """Predict each input (a row, a text or an image); ValidationError names bad ones."""
         features = self._encoder.encode_inputs(inputs)
+        row_values = max(1, features[0].numel()) if len(features) else 1
+        chunk = max(1, PREDICT_CHUNK_VALUES // row_values)
         with torch.inference_mode():
-            outputs = self._network(features)
+            # Wide inputs (images) go through in slices so activations stay bounded.
+            outputs = torch.cat(
+                [
+                    self._network(features[i : i + chunk])
+                    for i in range(0, max(len(features), 1), chunk)
+                ]
+            )
             if isinstance(self._target, RegressionTarget):
                 return Prediction(
                     predictions=self._target.decode(outputs.squeeze(-1).numpy()),

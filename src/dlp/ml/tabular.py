@@ -24,6 +24,14 @@ from torch import Tensor
 
 from dlp.errors import ValidationError
 from dlp.ml.config import InputSpec
+from dlp.ml.tabular_values import (
+    Columns,
+    decode_dictionary,
+    numeric_values,
+    row_count,
+    rows_to_columns,
+    string_values,
+)
 
 MAX_CATEGORIES = 32
 """Up to this many distinct values a string column is one-hot encoded; beyond, embedded."""
@@ -33,7 +41,6 @@ MISSING_CATEGORY = "__missing__"
 STATE_VERSION: Final = 1
 
 NumericDType = Literal["integer", "number", "boolean"]
-Columns: TypeAlias = pa.Table | Mapping[str, Sequence[Any]]
 FloatMatrix: TypeAlias = npt.NDArray[np.float32]
 
 
@@ -222,11 +229,11 @@ class TabularPreprocessor:
         ``rows`` picks (and orders) the rows of a table to encode. Tables are encoded
         column by column straight into the output, so memory stays near its size.
         """
-        n_rows = _row_count(data, self.column_names) if rows is None else len(rows)
+        n_rows = row_count(data, self.column_names) if rows is None else len(rows)
         out = np.zeros((n_rows, self._n_features), dtype=np.float32)
         if isinstance(data, pa.Table):
             for j, column in enumerate(self._numeric):
-                values = _numeric_values(data, column.name)
+                values = numeric_values(data, column.name)
                 if rows is not None:
                     values = values[rows]
                 values = np.where(np.isfinite(values), values, column.median)
@@ -239,7 +246,7 @@ class TabularPreprocessor:
         positions = np.arange(n_rows)
         row_index = None if rows is None else pa.array(rows)
         for categorical, category_set in zip(self._categorical, self._category_sets, strict=True):
-            strings = _string_values(data, categorical.name)
+            strings = string_values(data, categorical.name)
             if row_index is not None:
                 strings = strings.take(row_index)
             if strings.null_count:
@@ -251,7 +258,7 @@ class TabularPreprocessor:
             out[positions, offset + codes.to_numpy(zero_copy_only=False).astype(np.intp)] = 1.0
             offset += other + 1
         for embedded, category_set in zip(self._embedded, self._embedded_sets, strict=True):
-            strings = _string_values(data, embedded.name)
+            strings = string_values(data, embedded.name)
             if row_index is not None:
                 strings = strings.take(row_index)
             strings = pc.fill_null(strings, MISSING_CATEGORY)
@@ -266,7 +273,7 @@ class TabularPreprocessor:
         if isinstance(data, pa.Table):
             values = np.empty(shape, dtype=np.float64)
             for j, column in enumerate(self._numeric):
-                values[:, j] = _numeric_values(data, column.name)
+                values[:, j] = numeric_values(data, column.name)
             return values
         try:
             # One conversion for all columns; numpy turns None into NaN (imputed later).
@@ -276,22 +283,7 @@ class TabularPreprocessor:
         if stacked is not None and stacked.shape == shape:
             return stacked
         # Something is not a number: convert column by column to name the culprit.
-        return np.stack([_numeric_values(data, c.name) for c in self._numeric], axis=1)
-
-
-def rows_to_columns(rows: Sequence[Any], names: Sequence[str]) -> dict[str, list[Any]]:
-    """Turn row objects into columns; a row without a needed column is a ValidationError.
-
-    Rows are numbered from 0, as indexes into ``rows``. Extra keys are ignored.
-    """
-    needed = frozenset(names)
-    for index, row in enumerate(rows):
-        if not isinstance(row, Mapping):
-            raise ValidationError(f"row {index} is not an object of column values")
-        if not row.keys() >= needed:
-            missing = next(name for name in names if name not in row)
-            raise ValidationError(f"row {index} is missing column {missing!r}")
-    return {name: [row[name] for row in rows] for name in names}
+        return np.stack([numeric_values(data, c.name) for c in self._numeric], axis=1)
 
 
 def column_kind(data_type: pa.DataType) -> NumericDType | Literal["string"] | None:
@@ -307,13 +299,6 @@ def column_kind(data_type: pa.DataType) -> NumericDType | Literal["string"] | No
     if pa.types.is_string(data_type) or pa.types.is_large_string(data_type):
         return "string"
     return None
-
-
-def decode_dictionary(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Plain values of a dictionary-encoded (pandas categorical) column; others unchanged."""
-    if pa.types.is_dictionary(column.type):
-        return column.cast(column.type.value_type)
-    return column
 
 
 def _fit_column(
@@ -358,78 +343,3 @@ def _fit_categorical(
     frequent = [value for value, count in ranked if count >= MIN_EMBEDDED_COUNT]
     kept = frequent[:MAX_EMBEDDED_CATEGORIES] or [value for value, _ in ranked[:1]]
     return EmbeddedColumn(name=name, categories=kept)
-
-
-def _row_count(data: Columns, names: Sequence[str]) -> int:
-    if isinstance(data, pa.Table):
-        absent = [name for name in names if name not in data.column_names]
-        if absent:
-            raise ValidationError(f"the data is missing column {absent[0]!r}")
-        return int(data.num_rows)
-    lengths: set[int] = set()
-    for name in names:
-        if name not in data:
-            raise ValidationError(f"the data is missing column {name!r}")
-        lengths.add(len(data[name]))
-    if len(lengths) > 1:
-        raise ValidationError("columns have different lengths")
-    return lengths.pop() if lengths else 0
-
-
-def _numeric_values(data: Columns, name: str) -> npt.NDArray[np.float64]:
-    if isinstance(data, pa.Table):
-        table_values: npt.NDArray[np.float64] = pc.cast(
-            decode_dictionary(data.column(name)), pa.float64()
-        ).to_numpy()
-        return table_values
-    values = data[name]
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):
-        array = None
-    if array is None or array.ndim != 1:
-        raise _first_non_numeric(values, name)
-    return array
-
-
-def _first_non_numeric(values: Sequence[Any], name: str) -> ValidationError:
-    for index, value in enumerate(values):
-        try:
-            if np.asarray(value, dtype=np.float64).ndim == 0:
-                continue
-        except (TypeError, ValueError, OverflowError):
-            pass
-        return ValidationError(
-            f"row {index}, column {name!r}: expected a number, got {_preview(value)}"
-        )
-    return ValidationError(f"column {name!r}: expected numbers")
-
-
-def _string_values(data: Columns, name: str) -> pa.Array | pa.ChunkedArray:
-    if isinstance(data, pa.Table):
-        return decode_dictionary(data.column(name)).cast(pa.string())
-    return _string_array(data[name], name)
-
-
-def _string_array(values: Sequence[Any], name: str) -> pa.Array:
-    try:
-        return pa.array(values, type=pa.string(), from_pandas=True)
-    except (pa.ArrowTypeError, pa.ArrowInvalid):
-        pass
-    # Slow path, only for inputs that mix in non-strings: numbers are matched by their text.
-    texts: list[str | None] = []
-    for index, value in enumerate(values):
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            texts.append(None)
-        elif isinstance(value, str | int | float | bool):
-            texts.append(str(value))
-        else:
-            raise ValidationError(
-                f"row {index}, column {name!r}: expected a string, got {_preview(value)}"
-            )
-    return pa.array(texts, type=pa.string())
-
-
-def _preview(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."

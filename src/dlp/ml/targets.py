@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 
 from dlp.errors import ValidationError
 from dlp.ml.config import Task
-from dlp.ml.tabular import decode_dictionary
+from dlp.ml.tabular_values import decode_dictionary
 
 MAX_CLASSES = 1000
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from dlp.errors import ValidationError
-from dlp.ml.artifact import MIN_ROWS, RunOptions, TrainedModel, package_model
+from dlp.ml.artifact import MIN_ROWS, RunOptions, TrainedModel, fit_target, package_model
 from dlp.ml.config import (
     TASKS,
     InputSpec,
@@ -30,13 +30,8 @@ from dlp.ml.config import (
     TrainingConfig,
     resolve_model_config,
 )
-from dlp.ml.objectives import ClassificationObjective, Objective, RegressionObjective
-from dlp.ml.split import split_train_validation
-from dlp.ml.tabular import decode_dictionary
+from dlp.ml.tabular_values import decode_dictionary
 from dlp.ml.targets import (
-    ClassificationTarget,
-    RegressionTarget,
-    regression_values,
     usable_target_rows,
 )
 from dlp.ml.text_models import PAD_ID
@@ -195,7 +190,7 @@ def train_text(
         mask = pa.array(usable)
         table, texts = table.filter(mask), texts.filter(mask)
 
-    target_encoder, objective, targets, train_rows, val_rows = _fit_target(
+    target_encoder, objective, targets, train_rows, val_rows = fit_target(
         table, target=target, task=task, training=training
     )
     train_texts, val_texts = texts.take(pa.array(train_rows)), texts.take(pa.array(val_rows))
@@ -213,26 +208,6 @@ def train_text(
         callback=callback,
         run=run,
     )
-
-
-def _fit_target(
-    table: pa.Table, *, target: str, task: Task, training: TrainingConfig
-) -> tuple[ClassificationTarget | RegressionTarget, Objective, Tensor, IntArray, IntArray]:
-    """The target's encoder, loss and encoded values, and the (train, validation) rows."""
-    if task == "classification":
-        classes = ClassificationTarget.fit(table.column(target), name=target)
-        labels = classes.encode(table.column(target), name=target)
-        train_rows, val_rows = split_train_validation(
-            table.num_rows, fraction=training.validation_fraction, seed=training.seed, strata=labels
-        )
-        return classes, ClassificationObjective(), torch.from_numpy(labels), train_rows, val_rows
-    values = regression_values(table.column(target), name=target)
-    train_rows, val_rows = split_train_validation(
-        table.num_rows, fraction=training.validation_fraction, seed=training.seed
-    )
-    scale = RegressionTarget.fit(values[train_rows], name=target)
-    objective = RegressionObjective(mean=scale.state.mean, std=scale.state.std)
-    return scale, objective, torch.from_numpy(scale.encode(values)), train_rows, val_rows
 
 
 def _pad(

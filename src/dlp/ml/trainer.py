@@ -32,6 +32,7 @@ from dlp.ml.objectives import LossFunction, Objective
 SGD_MOMENTUM = 0.9
 CANCEL_CHECK_INTERVAL_S = 1.0
 EVAL_CHUNK_ROWS = 16_384
+EVAL_CHUNK_VALUES = 1 << 22  # input values per evaluation chunk: images get fewer rows
 HIGHER_IS_BETTER = frozenset({"val_accuracy", "val_f1", "val_auc", "val_r2"})
 """Monitored metrics where larger is better; every other one (losses, errors) is minimised."""
 
@@ -234,10 +235,12 @@ def _predict(model: nn.Module, split: TensorSplit, precision: Precision | None) 
         first = next(model.parameters(), None)
         precision = Precision(first.device if first is not None else torch.device("cpu"))
     model.eval()
+    row_values = max(1, split.features[0].numel()) if len(split) else 1
+    chunk = max(1, min(EVAL_CHUNK_ROWS, EVAL_CHUNK_VALUES // row_values))
     with torch.inference_mode(), precision.autocast():
         chunks = [
-            model(split.features[start : start + EVAL_CHUNK_ROWS].to(precision.device))
-            for start in range(0, len(split), EVAL_CHUNK_ROWS)
+            model(split.features[start : start + chunk].to(precision.device))
+            for start in range(0, len(split), chunk)
         ]
     return torch.cat(chunks).float().cpu()
 
