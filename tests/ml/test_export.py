@@ -77,3 +77,27 @@ def test_example_input_shapes() -> None:
     assert example_input("image", InputSpec(channels=3, image_size=8)).shape == (2, 3, 8, 8)
     assert example_input("text", InputSpec(vocab_size=100)).dtype == torch.int64
     assert example_input("tabular", InputSpec(n_features=6)).shape == (2, 6)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_cnn_exports_match_pytorch() -> None:
+    from dlp.ml.config import CNNConfig
+    from dlp.ml.images import train_images
+    from tests.images import digits_archive
+
+    trained = train_images(
+        io.BytesIO(digits_archive().train_zip),
+        model=CNNConfig(input_size=8, channels=[8, 16]),
+        training=TrainingConfig(epochs=1),
+    )
+    spec = load_predictor(trained.files).input_spec
+    inputs = torch.randn(3, spec.channels, spec.image_size, spec.image_size)
+    reference = _reference(trained.files, inputs)
+    session = ort.InferenceSession(
+        export_model(trained.files, "onnx"), providers=["CPUExecutionProvider"]
+    )
+    (outputs,) = session.run(None, {"inputs": inputs.numpy()})
+    np.testing.assert_allclose(outputs, reference, atol=1e-4)
+    module = torch.jit.load(io.BytesIO(export_model(trained.files, "torchscript")))
+    with torch.inference_mode():
+        np.testing.assert_allclose(module(inputs).numpy(), reference, atol=1e-4)
