@@ -162,6 +162,7 @@ def train_tabular(
     order = np.concatenate([train_rows, val_rows])
     features = torch.from_numpy(preprocessor.transform(table, rows=order))
     del table
+    pa.default_memory_pool().release_unused()
     targets = targets[torch.from_numpy(order)]
     n_train = len(train_rows)
     return package_model(

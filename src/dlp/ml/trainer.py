@@ -28,6 +28,7 @@ from dlp.ml.checkpoint import (
 from dlp.ml.config import TrainingConfig
 from dlp.ml.device import Precision, fits_on_device, resolve_precision
 from dlp.ml.objectives import LossFunction, Objective
+from dlp.ml.steps import clip_gradients_, shuffled_batches
 
 SGD_MOMENTUM = 0.9
 CANCEL_CHECK_INTERVAL_S = 1.0
@@ -277,16 +278,12 @@ class _EpochLoop:
         report_every = self.report_every
         parameters = [p for p in model.parameters() if p.requires_grad]
         model.train()
-        # One gather per epoch, then every batch is a view: cheaper than indexing per batch.
         order = torch.randperm(len(split), generator=self.parts.generator)
-        features = split.features[order.to(split.features.device)]
-        targets = split.targets[order.to(split.targets.device)]
         total = torch.zeros((), device=device)
         step, seen = progress.step, 0
-        for start in range(0, len(split), batch_size):
+        batches = shuffled_batches(split.features, split.targets, order, batch_size)
+        for batch_features, batch_targets in batches:
             guard.check(epoch)
-            batch_features = features[start : start + batch_size]
-            batch_targets = targets[start : start + batch_size]
             if move_batches:
                 batch_features = batch_features.to(device, non_blocking=True)
                 batch_targets = batch_targets.to(device, non_blocking=True)
@@ -316,22 +313,6 @@ class _EpochLoop:
                 scheduler.step()
         progress.step = step
         return float(total) / len(split)
-
-
-def clip_gradients_(parameters: list[nn.Parameter], max_norm: float) -> None:
-    """Scale gradients in place so that their global L2 norm is at most ``max_norm``."""
-    # clip_grad_norm_'s grouping and scalar arithmetic cost ~2x these few ops: ~3% of a
-    # small MLP's step on CPU.
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
-        return
-    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    if total.device.type != "cpu":
-        # No host sync on an accelerator: the scale stays a tensor (1 when not clipping).
-        torch._foreach_mul_(grads, torch.div(max_norm, total.clamp_min(max_norm)))
-    elif float(total) > max_norm:
-        # On the CPU reading the norm is free, and most steps then skip the rescale.
-        torch._foreach_mul_(grads, total.reciprocal_().mul_(max_norm))
 
 
 def _monitored_metric(metric: str, objective: Objective) -> str:

@@ -120,10 +120,10 @@ def _train(platform: Platform, spec: _JobSpec) -> TrainedModel:
                 limits=archive_limits(platform.settings),
                 run=run,
             )
-    table = dataset_service.load_table(platform.store, dataset)
+    # The table is handed over without a local name so training can drop it once encoded.
     if dataset.kind == "text":
         return train_text(
-            table,
+            dataset_service.load_table(platform.store, dataset),
             text_column=str(config["text_column"]),
             target=str(config["target"]),
             task=config["task"],
@@ -133,7 +133,7 @@ def _train(platform: Platform, spec: _JobSpec) -> TrainedModel:
             run=run,
         )
     return train_tabular(
-        table,
+        dataset_service.load_table(platform.store, dataset),
         target=str(config["target"]),
         task=config["task"],
         model=model,
