@@ -9,8 +9,10 @@ Each data kind has one encoder class; ``load_encoder`` picks it by kind.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+import pydantic
+from pydantic import BaseModel
 from torch import Tensor
 
 from dlp.errors import ValidationError
@@ -35,6 +37,17 @@ class InputEncoder(Protocol):
 
     def encode_inputs(self, inputs: Sequence[Any]) -> Tensor:
         """Encode prediction inputs; ValidationError names the bad input by index."""
+
+
+State = TypeVar("State", bound=BaseModel)
+
+
+def parse_state(model: type[State], state: Mapping[str, Any], what: str) -> State:
+    """Validate a saved encoder state; a corrupt one is a ValidationError naming ``what``."""
+    try:
+        return model.model_validate(state)
+    except pydantic.ValidationError as exc:
+        raise ValidationError(f"invalid {what} state: {exc}") from exc
 
 
 def load_encoder(kind: DataKind, state: Mapping[str, Any]) -> InputEncoder:

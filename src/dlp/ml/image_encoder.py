@@ -23,6 +23,7 @@ from torch import Tensor
 
 from dlp.errors import ValidationError
 from dlp.ml.config import InputSpec
+from dlp.ml.encoders import parse_state
 from dlp.ml.image_archive import MAX_IMAGE_PIXELS, decode_image, image_pixels
 
 STATE_VERSION: Final = 1
@@ -88,10 +89,7 @@ class ImageEncoder:
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> ImageEncoder:
         """Rebuild a fitted encoder from ``state_dict()``; ValidationError if corrupt."""
-        try:
-            return cls(ImageEncoderState.model_validate(state))
-        except pydantic.ValidationError as exc:
-            raise ValidationError(f"invalid image preprocessing state: {exc}") from exc
+        return cls(parse_state(ImageEncoderState, state, "image preprocessing"))
 
     @property
     def state(self) -> ImageEncoderState:

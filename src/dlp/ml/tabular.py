@@ -17,13 +17,13 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-import pydantic
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from dlp.errors import ValidationError
 from dlp.ml.config import InputSpec
+from dlp.ml.encoders import parse_state
 from dlp.ml.tabular_values import (
     Columns,
     decode_dictionary,
@@ -158,11 +158,7 @@ class TabularPreprocessor:
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> TabularPreprocessor:
         """Rebuild a fitted preprocessor from ``state_dict()``; ValidationError if corrupt."""
-        try:
-            parsed = PreprocessorState.model_validate(state)
-        except pydantic.ValidationError as exc:
-            raise ValidationError(f"invalid preprocessing state: {exc}") from exc
-        return cls(parsed)
+        return cls(parse_state(PreprocessorState, state, "preprocessing"))
 
     def state_dict(self) -> dict[str, Any]:
         """The JSON-able state of this preprocessor."""

@@ -14,7 +14,6 @@ from typing import Any, Final, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pydantic
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
@@ -30,6 +29,7 @@ from dlp.ml.config import (
     TrainingConfig,
     resolve_model_config,
 )
+from dlp.ml.encoders import parse_state
 from dlp.ml.tabular_values import decode_dictionary
 from dlp.ml.targets import (
     usable_target_rows,
@@ -95,11 +95,7 @@ class TextEncoder:
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> TextEncoder:
         """Rebuild a fitted encoder from ``state_dict()``; ValidationError if corrupt."""
-        try:
-            parsed = TextEncoderState.model_validate(state)
-        except pydantic.ValidationError as exc:
-            raise ValidationError(f"invalid text preprocessing state: {exc}") from exc
-        return cls(parsed)
+        return cls(parse_state(TextEncoderState, state, "text preprocessing"))
 
     def state_dict(self) -> dict[str, Any]:
         """The JSON-able state of this encoder."""
