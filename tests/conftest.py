@@ -14,8 +14,10 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -69,7 +71,13 @@ class Deployment:
 
 
 def _settings_env(settings: Settings) -> dict[str, str]:
-    env = {"DLP_DATA_DIR": str(settings.data_dir), "DLP_LOG_FORMAT": "json"}
+    env = {
+        "DLP_DATA_DIR": str(settings.data_dir),
+        "DLP_LOG_FORMAT": "json",
+        # Short leases, so tests see the reaper act in seconds.
+        "DLP_JOB_HEARTBEAT_SECONDS": "1",
+        "DLP_JOB_LEASE_SECONDS": "10",
+    }
     for name in ("database_url", "broker_url", "redis_url"):
         value = getattr(settings, name)
         if value:
@@ -127,32 +135,59 @@ def _drop_postgres_database(name: str) -> None:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
+@contextmanager
+def installation(
+    shape: str,
+    data_dir: Path,
+    *,
+    redis_url: str | None = None,
+    **overrides: Any,
+) -> Iterator[Deployment]:
+    """A migrated database and a file store for one run shape, without any worker.
+
+    The scale-out shape gets a database of its own on the test PostgreSQL and the
+    Redis at ``redis_url`` (default: the test Redis, flushed); ``overrides`` are
+    further settings, also handed to workers started with ``Deployment.env``.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    database_name = None
+    if shape == "embedded":
+        settings = Settings(data_dir=data_dir, **overrides)
+    else:
+        _check_scaleout_services()
+        redis_url = redis_url or REDIS_URL
+        redis.Redis.from_url(redis_url).flushdb()
+        database_name, database_url = _create_postgres_database()
+        settings = Settings(
+            data_dir=data_dir,
+            database_url=database_url,
+            broker_url=redis_url,
+            redis_url=redis_url,
+            **overrides,
+        )
+    upgrade_database(settings.sqlalchemy_url)
+    env = _settings_env(settings) | {
+        f"DLP_{name.upper()}": str(value) for name, value in overrides.items()
+    }
+    try:
+        yield Deployment(shape, settings, env, data_dir / "worker.log")
+    finally:
+        if database_name is not None:
+            _drop_postgres_database(database_name)
+
+
 @pytest.fixture(scope="session", params=["embedded", "scaleout"])
 def deployment(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
     """A migrated database, a file store and a live worker process for one run shape."""
     data_dir = tmp_path_factory.mktemp(f"dlp-{request.param}")
-    database_name = None
-    if request.param == "embedded":
-        settings = Settings(data_dir=data_dir)
-    else:
-        _check_scaleout_services()
-        redis.Redis.from_url(REDIS_URL).flushdb()
-        database_name, database_url = _create_postgres_database()
-        settings = Settings(
-            data_dir=data_dir, database_url=database_url, broker_url=REDIS_URL, redis_url=REDIS_URL
-        )
-    upgrade_database(settings.sqlalchemy_url)
-    env = _settings_env(settings)
-    worker_log = data_dir / "worker.log"
-    worker = start_worker(env, worker_log)
-    try:
-        yield Deployment(request.param, settings, env, worker_log)
-    finally:
-        stop_process(worker)
-        if database_name is not None:
-            _drop_postgres_database(database_name)
+    with installation(request.param, data_dir) as deployed:
+        worker = start_worker(deployed.env, deployed.worker_log)
+        try:
+            yield deployed
+        finally:
+            stop_process(worker)
 
 
 @pytest.fixture(scope="session")

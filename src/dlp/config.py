@@ -65,6 +65,26 @@ class Settings(BaseSettings):
         default=16, gt=0, description="Loaded models kept in memory per API process."
     )
     worker_concurrency: int = Field(default=1, gt=0)
+    job_heartbeat_seconds: float = Field(
+        default=10.0, gt=0, description="How often a running job renews its lease."
+    )
+    job_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A running job whose heartbeat is older than this is re-queued.",
+    )
+    job_max_attempts: int = Field(
+        default=3, gt=0, description="Tries per job (transient faults, lost workers)."
+    )
+    job_retry_backoff_seconds: float = Field(
+        default=5.0, gt=0, description="First wait before retrying a transient fault; doubles."
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Allow webhooks to loopback, private, link-local and metadata addresses.",
+    )
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=5, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from dlp.auth import service as auth_service
 from dlp.auth.models import Role
+from dlp.auth.security import API_KEY_PREFIX
 from dlp.auth.service import Principal
 from dlp.db import session_scope
 from dlp.errors import AuthenticationError, DLPError
@@ -61,6 +62,25 @@ def get_session(platform: PlatformDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
+def principal_from_token(
+    platform: Platform, token: str, organization: str | None, *, api_key: bool | None = None
+) -> Principal:
+    """The caller behind an access token or an API key, checked in a short transaction of its own.
+
+    ``api_key`` says which of the two ``token`` is; None tells them apart by the
+    API-key prefix (``dlp_...``), for channels that carry either (``?token=``).
+    ``organization`` picks the organization like the ``X-DLP-Org`` header.
+    """
+    if api_key is None:
+        api_key = token.startswith(API_KEY_PREFIX)
+    with session_scope(platform.sessions) as session:
+        if api_key:
+            return auth_service.principal_from_api_key(session, token, organization)
+        return auth_service.principal_from_access_token(
+            session, platform.settings, token, organization
+        )
+
+
 def get_principal(
     request: Request,
     platform: PlatformDep,
@@ -73,16 +93,12 @@ def get_principal(
     upload) holds no database connection while it streams.
     """
     organization = request.headers.get("X-DLP-Org")
-    if not bearer and not api_key:
+    if bearer:
+        principal = principal_from_token(platform, bearer, organization, api_key=False)
+    elif api_key:
+        principal = principal_from_token(platform, api_key, organization, api_key=True)
+    else:
         raise AuthenticationError("credentials required: a bearer token or an X-API-Key header")
-    with session_scope(platform.sessions) as session:
-        if bearer:
-            principal = auth_service.principal_from_access_token(
-                session, platform.settings, bearer, organization
-            )
-        else:
-            assert api_key is not None
-            principal = auth_service.principal_from_api_key(session, api_key, organization)
     request.state.user_id = str(principal.user.id)
     request.state.organization_id = str(principal.organization_id)
     return principal

@@ -16,6 +16,7 @@ from dlp.auth.router import router as auth_router
 from dlp.config import Settings, get_settings
 from dlp.datasets.router import router as datasets_router
 from dlp.errors import DLPError, RateLimitedError
+from dlp.events.router import router as events_router
 from dlp.migrate import is_up_to_date
 from dlp.ops.metrics import ApiMetrics
 from dlp.ops.middleware import RequestContextMiddleware
@@ -24,6 +25,7 @@ from dlp.platform import build_platform
 from dlp.predictions.service import ModelCache
 from dlp.registry.router import router as models_router
 from dlp.training.router import router as training_router
+from dlp.workers.router import router as admin_router
 
 log = structlog.get_logger(__name__)
 
@@ -109,7 +111,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.metrics = metrics
     install_error_handlers(app)
-    for router in (ops_router, auth_router, datasets_router, training_router, models_router):
+    for router in (
+        ops_router,
+        auth_router,
+        datasets_router,
+        training_router,
+        events_router,
+        models_router,
+        admin_router,
+    ):
         app.include_router(router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

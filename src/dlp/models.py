@@ -4,6 +4,7 @@ from dlp.auth.models import ApiKey, Membership, Organization, RefreshToken, Role
 from dlp.datasets.models import Dataset
 from dlp.registry.models import Model
 from dlp.training.models import JobMetric, TrainingJob
+from dlp.workers.models import WorkerRecord
 
 __all__ = [
     "ApiKey",
@@ -16,4 +17,5 @@ __all__ = [
     "Role",
     "TrainingJob",
     "User",
+    "WorkerRecord",
 ]

@@ -13,22 +13,25 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dlp.config import Settings
 from dlp.db import create_db_engine, create_session_factory
+from dlp.events.bus import JobEvents, create_job_events
 from dlp.queue import JobQueue, create_celery_app
 from dlp.storage import FileStore, create_file_store
 
 
 @dataclass
 class Platform:
-    """Settings plus the database, file store and job queue they select."""
+    """Settings plus the database, file store, job queue and job-event bus they select."""
 
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
     store: FileStore
     queue: JobQueue
+    events: JobEvents
 
     def close(self) -> None:
         """Release pooled connections."""
+        self.events.close()
         self.engine.dispose()
 
 
@@ -42,4 +45,5 @@ def build_platform(settings: Settings) -> Platform:
         sessions=create_session_factory(engine),
         store=create_file_store(settings.file_store_url),
         queue=JobQueue(create_celery_app(settings)),
+        events=create_job_events(settings),
     )

@@ -1,23 +1,35 @@
-"""The Celery app and the one way domain code sends work to it.
+"""The Celery app and the one way domain code wakes workers.
 
-Tasks are sent after the database transaction commits, with ids only, so a
-rolled-back request never starts a task and a task always finds its row.
+The database is the truth about which jobs wait; a message on a queue is only a
+hint that says "a job may be waiting here". A worker that takes a hint claims
+the best waiting job from the database (highest priority, then oldest), so
+priorities hold on every broker, a duplicate hint is harmless, and a lost one
+is replaced by the housekeeping loop, which keeps as many hints on each queue
+as there are jobs waiting for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+import structlog
 from celery import Celery
+from kombu.exceptions import ChannelError
 from sqlalchemy.orm import Session
 
 from dlp.config import Settings
 from dlp.db import run_after_commit
-from dlp.errors import ServiceUnavailableError
+
+log = structlog.get_logger(__name__)
 
 TRAINING_QUEUE = "training"
-PRIORITIES = {"high": 9, "normal": 5, "low": 0}
+TUNING_QUEUE = "tuning"
+BATCH_QUEUE = "batch"
+ALL_QUEUES = (TRAINING_QUEUE, TUNING_QUEUE, BATCH_QUEUE)
+
+# A hint that cannot be sent at once is not worth a slow request: the
+# housekeeping loop sends the missing ones when the broker is back.
+PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
 
 
 def create_celery_app(settings: Settings) -> Celery:
@@ -35,11 +47,13 @@ def create_celery_app(settings: Settings) -> Celery:
             "polling_interval": 0.05,
         }
     elif settings.celery_broker_url.startswith(("redis", "rediss")):
-        # A job may train for hours: the message must not be redelivered meanwhile.
+        # A job may train for hours while its hint stays unacknowledged: the hint must
+        # not be redelivered meanwhile (the job lease would make that harmless anyway).
         transport_options = {"visibility_timeout": 12 * 3600}
     app.conf.update(
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -47,6 +61,7 @@ def create_celery_app(settings: Settings) -> Celery:
         task_default_queue=TRAINING_QUEUE,
         task_serializer="json",
         accept_content=["json"],
+        task_publish_retry_policy=PUBLISH_RETRY_POLICY,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
@@ -54,43 +69,39 @@ def create_celery_app(settings: Settings) -> Celery:
 
 
 class JobQueue:
-    """Sends tasks by name; the API never imports the task code."""
+    """Sends hints by task name; the API never imports the task code."""
 
     def __init__(self, celery: Celery) -> None:
         self.celery = celery
 
-    def enqueue_after_commit(
-        self,
-        session: Session,
-        task_name: str,
-        *args: str,
-        queue: str,
-        priority: str,
-        on_send_failure: Callable[[Session, str], None],
-    ) -> None:
-        """Send ``task_name(*args)`` once ``session`` commits.
+    def wake_after_commit(self, session: Session, task_name: str, *, queue: str) -> None:
+        """Send one hint to ``queue`` once ``session`` commits.
 
-        If the broker refuses, ``on_send_failure`` records that in a fresh
-        transaction (so no row claims to be queued when it is not) and the
-        caller gets a 503.
+        A broker that refuses is logged, not raised: the job is saved as waiting,
+        and the housekeeping loop sends its hint once the broker answers again.
         """
 
         def send_committed() -> None:
             try:
-                self.send(task_name, *args, queue=queue, priority=priority)
+                self.wake(task_name, queue=queue)
             except Exception as exc:
-                with Session(bind=session.get_bind()) as recovery:
-                    on_send_failure(recovery, str(exc))
-                    recovery.commit()
-                raise ServiceUnavailableError(f"the job queue is unavailable: {exc}") from exc
+                log.warning("queue.hint_not_sent", queue=queue, error=str(exc))
 
         run_after_commit(session, send_committed)
 
-    def send(self, task_name: str, *args: str, queue: str, priority: str) -> None:
-        """Send ``task_name(*args)`` now."""
-        self.celery.send_task(
-            task_name, args=list(args), queue=queue, priority=PRIORITIES[priority]
-        )
+    def wake(self, task_name: str, *, queue: str, count: int = 1) -> None:
+        """Send ``count`` hints to ``queue`` now."""
+        with self.celery.producer_or_acquire() as producer:
+            for _ in range(count):
+                self.celery.send_task(task_name, queue=queue, producer=producer)
+
+    def depth(self, queue: str) -> int:
+        """How many hints wait on ``queue`` (0 for a queue the broker never saw)."""
+        with self.celery.connection_for_write() as connection, connection.channel() as channel:
+            try:
+                return int(channel.queue_declare(queue=queue, passive=True).message_count)
+            except ChannelError:
+                return 0
 
     def check(self) -> None:
         """Raise unless the broker accepts a connection."""

@@ -3,29 +3,36 @@
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from dlp.config import Settings
-from dlp.queue import TRAINING_QUEUE, create_celery_app
+from dlp.db import utcnow
+from dlp.queue import create_celery_app
 from dlp.training import tasks as training_tasks
 from dlp.training.service import RUN_TRAINING_TASK
-
-ALL_QUEUES = (TRAINING_QUEUE,)
+from dlp.workers.housekeeping import Housekeeper
+from dlp.workers.service import WorkerIdentity
 
 
 def create_worker_app(settings: Settings) -> Celery:
     """The Celery app with every dlp task registered."""
     app = create_celery_app(settings)
-    app.task(name=RUN_TRAINING_TASK, bind=True)(training_tasks.run_job)
+    app.task(name=RUN_TRAINING_TASK, bind=True)(training_tasks.run_next)
     return app
 
 
 def torch_threads_per_process(concurrency: int) -> int:
     """Cores divided among concurrent jobs, so two jobs never fight over one core."""
     return max(1, (os.cpu_count() or 1) // max(1, concurrency))
+
+
+def worker_name() -> str:
+    """A name unique to this worker process, also on a host that runs several."""
+    return f"dlp-{os.getpid()}@{socket.gethostname()}"
 
 
 _concurrency = 1
@@ -45,10 +52,26 @@ def run_worker(settings: Settings, *, concurrency: int, queues: list[str], logle
     """Run a Celery worker in this process until it is told to stop."""
     global _concurrency
     _concurrency = concurrency
+    name = worker_name()
+    housekeeper = Housekeeper(
+        settings,
+        WorkerIdentity(
+            name=name,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            queues=tuple(queues),
+            concurrency=concurrency,
+            started_at=utcnow(),
+        ),
+    )
+    # Started once the pool has forked its children, so they inherit no thread.
+    worker_ready.connect(lambda **_: housekeeper.start(), weak=False)
+    worker_shutdown.connect(lambda **_: housekeeper.stop(), weak=False)
     app = create_worker_app(settings)
     app.worker_main(
         [
             "worker",
+            f"--hostname={name}",
             f"--loglevel={loglevel}",
             f"--concurrency={concurrency}",
             f"--queues={','.join(queues)}",

@@ -1,26 +1,22 @@
-"""A job whose worker is SIGKILLed mid-run resumes from its last checkpoint when it is
-run again under the same id, and ends with the metrics of a run never interrupted."""
+"""A job whose worker is SIGKILLed mid-run is taken back by the reaper of the restarted
+worker once its lease expires, resumes from its last checkpoint, and ends with the
+metrics of a run never interrupted."""
 
 from __future__ import annotations
 
 import os
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
 
 from dlp.config import Settings
-from dlp.db import session_scope
 from dlp.main import create_app
 from dlp.migrate import upgrade_database
-from dlp.training.models import TrainingJob
-from dlp.training.service import RUN_TRAINING_TASK
 from tests.conftest import register_account, start_worker
 from tests.factories import submit_job, table_csv, upload_ok, wait_for_job
 
@@ -33,7 +29,12 @@ def isolated(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str], Path]
     settings = Settings(data_dir=tmp_path / "data")
     settings.data_dir.mkdir()
     upgrade_database(settings.sqlalchemy_url)
-    env = {"DLP_DATA_DIR": str(settings.data_dir), "DLP_LOG_FORMAT": "json"}
+    env = {
+        "DLP_DATA_DIR": str(settings.data_dir),
+        "DLP_LOG_FORMAT": "json",
+        "DLP_JOB_HEARTBEAT_SECONDS": "0.5",
+        "DLP_JOB_LEASE_SECONDS": "3",
+    }
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client, env, tmp_path
 
@@ -78,15 +79,7 @@ def test_killed_job_resumes_from_its_checkpoint(isolated) -> None:
     job = client.get(f"/api/v1/training/jobs/{interrupted['id']}", headers=account.headers).json()
     assert job["status"] == "running" and job["progress"]["epoch"] < EPOCHS, job
 
-    # Run it again under the same id, as the reaper does for a job whose worker vanished.
-    platform = client.app.state.platform
-    with session_scope(platform.sessions) as session:
-        session.execute(
-            update(TrainingJob)
-            .where(TrainingJob.id == uuid.UUID(job["id"]))
-            .values(status="queued")
-        )
-    platform.queue.send(RUN_TRAINING_TASK, job["id"], queue="training", priority="normal")
+    # Nobody re-queues it by hand: the restarted worker's reaper finds the stale lease.
     worker = start_worker(env, tmp_path / "worker2.log")
     try:
         resumed = wait_for_job(client, account, job["id"])
@@ -94,6 +87,7 @@ def test_killed_job_resumes_from_its_checkpoint(isolated) -> None:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait()
     assert resumed["status"] == "succeeded", resumed
+    assert resumed["attempts"] == 2
     log = (tmp_path / "worker2.log").read_text()
     assert '"resume_after_epoch": null' not in log and "resume_after_epoch" in log
     for name, value in reference["metrics"].items():

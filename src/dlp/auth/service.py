@@ -51,6 +51,11 @@ class Principal:
                 f"this action needs {role.value}"
             )
 
+    def require_superuser(self) -> None:
+        """Raise ``PermissionDeniedError`` unless the caller administers the installation."""
+        if not self.user.is_superuser:
+            raise PermissionDeniedError("only the installation's superuser may do this")
+
 
 def register(session: Session, request: RegisterRequest) -> Principal:
     """Create a user with a personal organization; the installation's first user is superuser."""

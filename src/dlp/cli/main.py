@@ -13,6 +13,7 @@ import typer
 
 from dlp.config import get_settings
 from dlp.ops.logging import configure_logging
+from dlp.queue import ALL_QUEUES
 
 app = typer.Typer(help="dlp: a self-hosted deep-learning platform.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
@@ -117,11 +118,13 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(help="Jobs run at once (default DLP_WORKER_CONCURRENCY).")
     ] = None,
-    queues: Annotated[str, typer.Option(help="Comma-separated queues to consume.")] = "training",
+    queues: Annotated[
+        str, typer.Option(help="Comma-separated queues to consume: training, tuning, batch.")
+    ] = ",".join(ALL_QUEUES),
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
 ) -> None:
-    """Run a Celery worker that trains jobs from the queue."""
-    from dlp.worker import ALL_QUEUES, run_worker
+    """Run a Celery worker that takes jobs from the queues (all of them by default)."""
+    from dlp.worker import run_worker
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)

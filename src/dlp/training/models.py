@@ -40,6 +40,18 @@ class TrainingJob(UUIDPrimaryKey, CreatedAt, Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     worker: Mapped[str | None] = mapped_column(String(255))
+    # The lease: the running attempt's token, renewed by its heartbeat. Every write a
+    # worker makes for the job is conditional on still holding the token.
+    lease_token: Mapped[uuid.UUID | None]
+    heartbeat_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    run_after: Mapped[datetime | None]
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    webhook_secret: Mapped[str | None] = mapped_column(String(100))
+    webhook_status: Mapped[str | None] = mapped_column(String(20), index=True)
+    webhook_attempts: Mapped[int] = mapped_column(default=0)
+    webhook_next_at: Mapped[datetime | None]
+    webhook_error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
 

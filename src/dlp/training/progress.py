@@ -1,7 +1,9 @@
 """The worker's training callback: metrics, checkpoints and cancellation, all durable.
 
 Each report runs in its own short transaction, so the API sees progress while a
-job trains and a crash loses at most the epoch in flight.
+job trains and a crash loses at most the epoch in flight. Every write is fenced by
+the job's lease: once the job was taken from this attempt, the next write raises
+``LeaseLostError`` instead.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dlp.db import session_scope, utcnow
 from dlp.errors import DLPError
+from dlp.events.bus import JobEvents
+from dlp.events.payloads import metric_event
 from dlp.ml.trainer import TrainingCallback
 from dlp.storage import FileStore
 from dlp.training import repository
+from dlp.training.lease import Lease, LeaseLostError
 from dlp.training.models import JobMetric, TrainingJob
 
 CANCEL_POLL_SECONDS = 2.0
@@ -40,21 +45,33 @@ def load_job(session: Session, job_id: uuid.UUID) -> TrainingJob:
     return job
 
 
+def load_leased(session: Session, lease: Lease) -> TrainingJob:
+    """The job row, locked, if ``lease`` still holds it; else raise ``LeaseLostError``."""
+    job = repository.get_leased(session, lease.job_id, lease.token)
+    if job is None:
+        lease.mark_lost()
+        raise LeaseLostError(f"training job {lease.job_id} was taken over by another attempt")
+    return job
+
+
 class JobProgress(TrainingCallback):
     """Stores metrics per epoch (and running loss every few seconds), checkpoints each
-    epoch to the file store, and notices cancellation requests."""
+    epoch to the file store, and notices cancellation requests and a lost lease."""
 
     def __init__(
         self,
         sessions: sessionmaker[Session],
         store: FileStore,
+        events: JobEvents,
         *,
-        job_id: uuid.UUID,
+        lease: Lease,
         organization_id: uuid.UUID,
     ) -> None:
         self.sessions = sessions
         self.store = store
-        self.job_id = job_id
+        self.events = events
+        self.lease = lease
+        self.job_id = lease.job_id
         self.organization_id = organization_id
         self._cancel_requested = False
         self._last_poll = time.monotonic()
@@ -65,21 +82,19 @@ class JobProgress(TrainingCallback):
     ) -> None:
         at = utcnow()
         with session_scope(self.sessions) as session:
-            repository.add_metrics(
-                session,
-                [
-                    JobMetric(
-                        job_id=self.job_id, epoch=epoch, step=step, name=name, value=value, at=at
-                    )
-                    for name, value in metrics.items()
-                ],
-            )
-            job = load_job(session, self.job_id)
+            job = load_leased(session, self.lease)
+            rows = [
+                JobMetric(job_id=self.job_id, epoch=epoch, step=step, name=name, value=value, at=at)
+                for name, value in metrics.items()
+            ]
+            repository.add_metrics(session, rows)
             if progress:
                 job.progress_epoch = epoch
                 job.metrics = metrics
             self._cancel_requested = job.cancel_requested
         self._last_poll = time.monotonic()
+        for row in rows:
+            self.events.publish(self.job_id, metric_event(row))
 
     def on_step(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
         """Record the running loss and learning rate, at most every few seconds."""
@@ -99,16 +114,21 @@ class JobProgress(TrainingCallback):
         """Write the checkpoint, point the job at it, then drop the one before."""
         self.store.write_bytes(checkpoint_key(self.organization_id, self.job_id, epoch), checkpoint)
         with session_scope(self.sessions) as session:
-            job = load_job(session, self.job_id)
+            job = load_leased(session, self.lease)
             previous = job.checkpoint_epoch
             job.checkpoint_epoch = epoch
         if previous is not None and previous != epoch:
             self.store.delete_prefix(checkpoint_key(self.organization_id, self.job_id, previous))
 
     def should_stop(self) -> bool:
-        """True once someone asked to cancel (polled at most every few seconds)."""
+        """True once someone asked to cancel (polled at most every few seconds).
+
+        Raises ``LeaseLostError`` once the heartbeat found the job taken away.
+        """
+        if self.lease.lost:
+            raise LeaseLostError(f"training job {self.job_id} was taken over by another attempt")
         if not self._cancel_requested and time.monotonic() - self._last_poll > CANCEL_POLL_SECONDS:
             with session_scope(self.sessions) as session:
-                self._cancel_requested = load_job(session, self.job_id).cancel_requested
+                self._cancel_requested = load_leased(session, self.lease).cancel_requested
             self._last_poll = time.monotonic()
         return self._cancel_requested

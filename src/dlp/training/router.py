@@ -13,6 +13,7 @@ from dlp.training.schemas import (
     JobStatus,
     MetricList,
     MetricPoint,
+    TrainingJobAccepted,
     TrainingJobCreate,
     TrainingJobOut,
 )
@@ -23,9 +24,16 @@ router = APIRouter(prefix="/api/v1/training/jobs", tags=["training"])
 @router.post("", status_code=status.HTTP_202_ACCEPTED)
 def submit_job(
     body: TrainingJobCreate, session: SessionDep, platform: PlatformDep, principal: WriterPrincipal
-) -> TrainingJobOut:
-    """Queue a training job; poll it, or follow its metrics, until it ends."""
-    return service.to_out(service.submit_job(session, platform.queue, principal, body))
+) -> TrainingJobAccepted:
+    """Queue a training job; poll it, or follow its events, until it ends."""
+    job = service.submit_job(
+        session,
+        platform.queue,
+        principal,
+        body,
+        allow_private_webhooks=platform.settings.webhook_allow_private,
+    )
+    return TrainingJobAccepted.from_new_job(job)
 
 
 @router.get("")
@@ -39,13 +47,13 @@ def list_jobs(
     rows, total = service.list_jobs(
         session, principal, status=status, limit=page.limit, offset=page.offset
     )
-    return Page.build(rows, total, page, service.to_out)
+    return Page.build(rows, total, page, TrainingJobOut.from_job)
 
 
 @router.get("/{job_id}")
 def get_job(job_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal) -> TrainingJobOut:
     """One job: status, progress, final metrics, the model it produced."""
-    return service.to_out(service.get_job_or_raise(session, principal, job_id))
+    return TrainingJobOut.from_job(service.get_job_or_raise(session, principal, job_id))
 
 
 @router.get("/{job_id}/metrics")
@@ -62,7 +70,7 @@ def get_metrics(job_id: uuid.UUID, session: SessionDep, principal: CurrentPrinci
 
 @router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
 def cancel_job(
-    job_id: uuid.UUID, session: SessionDep, principal: WriterPrincipal
+    job_id: uuid.UUID, session: SessionDep, platform: PlatformDep, principal: WriterPrincipal
 ) -> TrainingJobOut:
-    """Cancel a job: a queued one never starts, a running one stops after its current epoch."""
-    return service.to_out(service.cancel_job(session, principal, job_id))
+    """Cancel a job: a queued one never starts, a running one stops within seconds."""
+    return TrainingJobOut.from_job(service.cancel_job(session, platform.events, principal, job_id))

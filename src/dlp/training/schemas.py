@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from dlp.ml.config import AutoModelConfig, ModelConfig, Task, TrainingConfig
+from dlp.training.models import TrainingJob
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
@@ -53,6 +54,17 @@ class TrainingJobCreate(BaseModel):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     priority: Priority = "normal"
     resources: Resources = Field(default_factory=Resources)
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="POSTed the job JSON, signed (X-DLP-Signature), when the job ends.",
+    )
+    webhook_secret: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=100,
+        description="HMAC-SHA256 key for X-DLP-Signature; generated and shown once if absent.",
+    )
 
 
 class Progress(BaseModel):
@@ -75,9 +87,47 @@ class TrainingJobOut(BaseModel):
     metrics: dict[str, float]
     model_id: uuid.UUID | None
     error_message: str | None
+    attempts: int = Field(description="Tries so far (a lost worker or transient fault adds one).")
+    worker: str | None = Field(description="The worker running, or last running, the job.")
+    webhook_url: str | None
+    webhook_status: str | None
     created_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
+
+    @classmethod
+    def from_job(cls, job: TrainingJob) -> TrainingJobOut:
+        """The API view of a job row."""
+        return cls(
+            id=job.id,
+            name=job.name,
+            status=job.status,
+            dataset_id=job.dataset_id,
+            config=job.config,
+            priority=job.priority,
+            progress=Progress(epoch=job.progress_epoch, total_epochs=job.total_epochs),
+            metrics=job.metrics,
+            model_id=job.model_id,
+            error_message=job.error_message,
+            attempts=job.attempts,
+            worker=job.worker,
+            webhook_url=job.webhook_url,
+            webhook_status=job.webhook_status,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            completed_at=job.completed_at,
+        )
+
+
+class TrainingJobAccepted(TrainingJobOut):
+    """A job just queued; ``webhook_secret`` is shown here only, once."""
+
+    webhook_secret: str | None
+
+    @classmethod
+    def from_new_job(cls, job: TrainingJob) -> TrainingJobAccepted:
+        """The answer to a submission: the job, plus its webhook secret this once."""
+        return cls(**TrainingJobOut.from_job(job).model_dump(), webhook_secret=job.webhook_secret)
 
 
 class MetricPoint(BaseModel):

@@ -14,8 +14,10 @@ from sqlalchemy.orm import Session
 from dlp.auth.service import Principal
 from dlp.datasets import service as dataset_service
 from dlp.datasets.models import Dataset
-from dlp.db import utcnow
+from dlp.db import run_after_commit, utcnow
 from dlp.errors import ConflictError, NotFoundError, ValidationError
+from dlp.events.bus import JobEvents
+from dlp.events.payloads import status_event
 from dlp.ml.config import FAMILIES_BY_KIND
 from dlp.queue import TRAINING_QUEUE, JobQueue
 from dlp.training import repository
@@ -23,12 +25,13 @@ from dlp.training.models import JobMetric, TrainingJob
 from dlp.training.schemas import (
     TERMINAL_STATUSES,
     JobStatus,
-    Progress,
     TrainingJobCreate,
-    TrainingJobOut,
 )
+from dlp.webhooks.delivery import schedule_webhook
+from dlp.webhooks.signing import new_secret
+from dlp.webhooks.ssrf import check_webhook_url
 
-RUN_TRAINING_TASK = "dlp.training.run_job"
+RUN_TRAINING_TASK = "dlp.training.run_next"
 MAX_CLASSES = 1000
 NUMERIC_DTYPES = {"int64", "float64", "bool"}
 
@@ -114,11 +117,22 @@ def _check_class_count(n_unique: int, source: str) -> None:
 
 
 def submit_job(
-    session: Session, queue: JobQueue, principal: Principal, request: TrainingJobCreate
+    session: Session,
+    queue: JobQueue,
+    principal: Principal,
+    request: TrainingJobCreate,
+    *,
+    allow_private_webhooks: bool,
 ) -> TrainingJob:
-    """Validate, store the job as queued, and send it to the workers once committed."""
+    """Validate, store the job as queued, and wake a worker once committed."""
     dataset = dataset_service.get_dataset_or_raise(session, principal, request.dataset_id)
     validate_against_dataset(request, dataset)
+    webhook_secret = None
+    if request.webhook_url is not None:
+        check_webhook_url(request.webhook_url, allow_private=allow_private_webhooks)
+        webhook_secret = request.webhook_secret or new_secret()
+    elif request.webhook_secret is not None:
+        raise ValidationError("'webhook_secret' needs a 'webhook_url'")
     name = request.name or default_model_name(dataset, request.target or "classes")
     job = repository.add(
         session,
@@ -129,29 +143,16 @@ def submit_job(
             name=name,
             status="queued",
             priority=request.priority,
-            config=request.model_dump(mode="json", exclude={"dataset_id", "name"}),
+            config=request.model_dump(
+                mode="json", exclude={"dataset_id", "name", "webhook_url", "webhook_secret"}
+            ),
             total_epochs=request.training.epochs,
+            webhook_url=request.webhook_url,
+            webhook_secret=webhook_secret,
         ),
     )
-    job_id = job.id
-    queue.enqueue_after_commit(
-        session,
-        RUN_TRAINING_TASK,
-        str(job_id),
-        queue=TRAINING_QUEUE,
-        priority=request.priority,
-        on_send_failure=lambda recovery, reason: mark_enqueue_failed(recovery, job_id, reason),
-    )
+    queue.wake_after_commit(session, RUN_TRAINING_TASK, queue=TRAINING_QUEUE)
     return job
-
-
-def mark_enqueue_failed(session: Session, job_id: uuid.UUID, reason: str) -> None:
-    """Fail a committed job whose task could not be sent."""
-    job = repository.get_for_worker(session, job_id)
-    if job is not None and job.status == "queued":
-        job.status = "failed"
-        job.error_message = f"the job queue did not accept the job: {reason}"
-        job.completed_at = utcnow()
 
 
 def get_job_or_raise(session: Session, principal: Principal, job_id: uuid.UUID) -> TrainingJob:
@@ -186,32 +187,21 @@ def list_metrics(session: Session, principal: Principal, job_id: uuid.UUID) -> l
     return repository.list_metrics(session, job.id)
 
 
-def cancel_job(session: Session, principal: Principal, job_id: uuid.UUID) -> TrainingJob:
+def cancel_job(
+    session: Session, events: JobEvents, principal: Principal, job_id: uuid.UUID
+) -> TrainingJob:
     """Cancel a queued job at once, or ask a running one to stop at its next check."""
     job = get_job_or_raise(session, principal, job_id)
     if job.status in TERMINAL_STATUSES:
         raise ConflictError(f"the job already ended ({job.status})")
-    if not repository.cancel_if_queued(session, job.id, utcnow()):
+    now = utcnow()
+    if repository.cancel_if_queued(session, job.id, now):
+        session.refresh(job)
+        schedule_webhook(job, now)
+        event = status_event(job)
+        run_after_commit(session, lambda: events.publish(job.id, event))
+    else:
         job.cancel_requested = True
     session.flush()
     session.refresh(job)
     return job
-
-
-def to_out(job: TrainingJob) -> TrainingJobOut:
-    """The API view of a job."""
-    return TrainingJobOut(
-        id=job.id,
-        name=job.name,
-        status=job.status,
-        dataset_id=job.dataset_id,
-        config=job.config,
-        priority=job.priority,
-        progress=Progress(epoch=job.progress_epoch, total_epochs=job.total_epochs),
-        metrics=job.metrics,
-        model_id=job.model_id,
-        error_message=job.error_message,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        completed_at=job.completed_at,
-    )

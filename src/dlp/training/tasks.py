@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-
 from celery import Task
 
-from dlp.training.runner import run_training_job
+from dlp.training.runner import run_next_training_job
 from dlp.worker_state import worker_platform
 
 
-def run_job(task: Task, job_id: str) -> None:
-    """Train job ``job_id``; safe to run twice (the claim lets only one run train)."""
-    run_training_job(worker_platform(), uuid.UUID(job_id), worker=str(task.request.hostname))
+def run_next(task: Task) -> None:
+    """Train the best waiting job, if any (a hint that finds none is harmless)."""
+    run_next_training_job(worker_platform(), worker=str(task.request.hostname))

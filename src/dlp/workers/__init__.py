@@ -1,0 +1,1 @@
+"""Workers, their queues and the housekeeping that keeps every job moving."""

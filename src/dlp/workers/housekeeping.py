@@ -1,0 +1,58 @@
+"""The housekeeping thread of a worker process: heartbeat, reaper, lost hints, webhooks."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import structlog
+
+from dlp.config import Settings
+from dlp.db import utcnow
+from dlp.platform import build_platform
+from dlp.webhooks.delivery import deliver_due_webhooks
+from dlp.workers.service import WorkerIdentity, beat
+
+log = structlog.get_logger(__name__)
+TICK_SECONDS = 1.0
+
+
+class Housekeeper:
+    """Runs :func:`beat` every heartbeat interval and delivers due webhooks every second,
+    in a daemon thread of the worker's main process, until stopped."""
+
+    def __init__(self, settings: Settings, identity: WorkerIdentity) -> None:
+        self.settings = settings
+        self.identity = identity
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="dlp-housekeeping")
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread after its current step."""
+        self._stopped.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        platform = build_platform(self.settings)
+        # Pool children forked later must not share this thread's database connections.
+        os.register_at_fork(after_in_child=lambda: platform.engine.dispose(close=False))
+        next_beat = 0.0
+        while not self._stopped.is_set():
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + self.settings.job_heartbeat_seconds
+                self._step("beat", lambda: beat(platform, self.identity, utcnow()))
+            self._step("webhooks", lambda: deliver_due_webhooks(platform))
+            self._stopped.wait(min(TICK_SECONDS, self.settings.job_heartbeat_seconds))
+        platform.close()
+
+    def _step(self, name: str, step: Callable[[], object]) -> None:
+        try:
+            step()
+        except Exception as exc:
+            log.warning("housekeeping.step_failed", step=name, error=str(exc))

@@ -1,0 +1,53 @@
+"""The admin view of queues, workers and running jobs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class QueueOut(BaseModel):
+    """One Celery queue."""
+
+    name: str
+    depth: int | None = Field(description="Messages waiting in the broker; null if unreachable.")
+    waiting_jobs: int = Field(description="Jobs the database says are ready to run.")
+
+
+class WorkerOut(BaseModel):
+    """One worker process and its last heartbeat."""
+
+    name: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    started_at: datetime
+    last_heartbeat_at: datetime
+    alive: bool = Field(description="Heartbeat within the job lease period.")
+
+
+class RunningJobOut(BaseModel):
+    """A job some worker holds right now."""
+
+    id: uuid.UUID
+    name: str
+    organization_id: uuid.UUID
+    queue: str
+    priority: str
+    worker: str | None
+    attempts: int
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+    epoch: int
+    total_epochs: int
+
+
+class QueuesOverview(BaseModel):
+    """``GET /api/v1/admin/queues``."""
+
+    queues: list[QueueOut]
+    workers: list[WorkerOut]
+    running_jobs: list[RunningJobOut]
