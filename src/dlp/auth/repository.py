@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from dlp.auth.models import ApiKey, Membership, Organization, RefreshToken, Role, User
@@ -19,6 +19,23 @@ def count_users(session: Session) -> int:
 def get_user(session: Session, user_id: uuid.UUID) -> User | None:
     """The user with ``user_id``, or None."""
     return session.get(User, user_id)
+
+
+def get_user_and_membership(
+    session: Session, *, user_id: uuid.UUID, organization_id: uuid.UUID | None
+) -> tuple[User | None, Membership | None]:
+    """The user and their membership in the organization, in one query (either may be None)."""
+    row = session.execute(
+        select(User, Membership)
+        .outerjoin(
+            Membership,
+            and_(Membership.user_id == User.id, Membership.organization_id == organization_id),
+        )
+        .where(User.id == user_id)
+    ).first()
+    if row is None:
+        return None, None
+    return row[0], row[1]
 
 
 def get_user_by_username(session: Session, username: str) -> User | None:

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dlp.auth import repository
-from dlp.auth.models import ApiKey, RefreshToken, Role, User
+from dlp.auth.models import ApiKey, Membership, RefreshToken, Role, User
 from dlp.auth.schemas import RegisterRequest, TokenPair
 from dlp.auth.security import (
     create_access_token,
@@ -150,10 +150,15 @@ def principal_from_access_token(
 ) -> Principal:
     """The caller behind a bearer token, in the organization they picked."""
     claims = decode_access_token(token, key=settings.signing_key())
-    user = repository.get_user(session, claims.user_id)
+    organization = organization_header or str(claims.organization_id)
+    organization_id = _parse_organization_id(organization)
+    # One query for both: this runs on every authenticated request.
+    user, membership = repository.get_user_and_membership(
+        session, user_id=claims.user_id, organization_id=organization_id
+    )
     if user is None or not user.is_active:
         raise AuthenticationError("invalid access token")
-    return _principal_in(session, user, organization_header or str(claims.organization_id))
+    return _principal(user, organization_id, membership)
 
 
 def principal_from_api_key(
@@ -177,17 +182,31 @@ def principal_from_api_key(
     return _principal_in(session, user, str(api_key.organization_id))
 
 
-def _principal_in(session: Session, user: User, organization: str) -> Principal:
+def _parse_organization_id(organization: str) -> uuid.UUID | None:
     try:
-        organization_id = uuid.UUID(organization)
-    except ValueError as exc:
-        raise PermissionDeniedError("X-DLP-Org is not an organization id") from exc
-    membership = repository.get_membership(
-        session, organization_id=organization_id, user_id=user.id
-    )
+        return uuid.UUID(organization)
+    except ValueError:
+        return None
+
+
+def _principal(
+    user: User, organization_id: uuid.UUID | None, membership: Membership | None
+) -> Principal:
+    if organization_id is None:
+        raise PermissionDeniedError("X-DLP-Org is not an organization id")
     if membership is None:
         raise PermissionDeniedError("you are not a member of that organization")
     return Principal(user=user, organization_id=organization_id, role=membership.role)
+
+
+def _principal_in(session: Session, user: User, organization: str) -> Principal:
+    organization_id = _parse_organization_id(organization)
+    membership = None
+    if organization_id is not None:
+        membership = repository.get_membership(
+            session, organization_id=organization_id, user_id=user.id
+        )
+    return _principal(user, organization_id, membership)
 
 
 def create_api_key(session: Session, principal: Principal, name: str) -> tuple[ApiKey, str]:

@@ -14,7 +14,14 @@ from dlp.datasets import service
 from dlp.datasets.schemas import DatasetOut
 from dlp.datasets.upload import ReceivedUpload, receive_upload
 from dlp.db import session_scope
-from dlp.dependencies import CurrentPrincipal, PlatformDep, SessionDep, StoreDep, WriterPrincipal
+from dlp.dependencies import (
+    CurrentPrincipal,
+    PlatformDep,
+    SessionDep,
+    StoreDep,
+    StreamingWriterPrincipal,
+    WriterPrincipal,
+)
 from dlp.platform import Platform
 from dlp.schemas import Page, PageParams, page_params
 
@@ -74,7 +81,7 @@ def _record_upload(
 
 @router.post("", status_code=status.HTTP_201_CREATED, openapi_extra=_UPLOAD_BODY)
 async def upload_dataset(
-    request: Request, platform: PlatformDep, principal: WriterPrincipal
+    request: Request, platform: PlatformDep, principal: StreamingWriterPrincipal
 ) -> DatasetOut:
     """Upload a CSV/Parquet table or a .zip of images (multipart field ``file``).
 

@@ -98,25 +98,7 @@ class TrainingJobOut(BaseModel):
     @classmethod
     def from_job(cls, job: TrainingJob) -> TrainingJobOut:
         """The API view of a job row."""
-        return cls(
-            id=job.id,
-            name=job.name,
-            status=job.status,
-            dataset_id=job.dataset_id,
-            config=job.config,
-            priority=job.priority,
-            progress=Progress(epoch=job.progress_epoch, total_epochs=job.total_epochs),
-            metrics=job.metrics,
-            model_id=job.model_id,
-            error_message=job.error_message,
-            attempts=job.attempts,
-            worker=job.worker,
-            webhook_url=job.webhook_url,
-            webhook_status=job.webhook_status,
-            created_at=job.created_at,
-            started_at=job.started_at,
-            completed_at=job.completed_at,
-        )
+        return cls(**job_fields(job))
 
 
 class TrainingJobAccepted(TrainingJobOut):
@@ -127,7 +109,30 @@ class TrainingJobAccepted(TrainingJobOut):
     @classmethod
     def from_new_job(cls, job: TrainingJob) -> TrainingJobAccepted:
         """The answer to a submission: the job, plus its webhook secret this once."""
-        return cls(**TrainingJobOut.from_job(job).model_dump(), webhook_secret=job.webhook_secret)
+        return cls(**job_fields(job), webhook_secret=job.webhook_secret)
+
+
+def job_fields(job: TrainingJob) -> dict[str, Any]:
+    """The fields of :class:`TrainingJobOut` for a job row."""
+    return {
+        "id": job.id,
+        "name": job.name,
+        "status": job.status,
+        "dataset_id": job.dataset_id,
+        "config": job.config,
+        "priority": job.priority,
+        "progress": Progress(epoch=job.progress_epoch, total_epochs=job.total_epochs),
+        "metrics": job.metrics,
+        "model_id": job.model_id,
+        "error_message": job.error_message,
+        "attempts": job.attempts,
+        "worker": job.worker,
+        "webhook_url": job.webhook_url,
+        "webhook_status": job.webhook_status,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "completed_at": job.completed_at,
+    }
 
 
 class MetricPoint(BaseModel):
