@@ -247,3 +247,9 @@ def account(client: TestClient) -> Account:
 def other_account(client: TestClient) -> Account:
     """A second, unrelated user (another tenant)."""
     return register_account(client)
+
+
+@pytest.fixture(params=["embedded", "scaleout"])
+def shape(request: pytest.FixtureRequest) -> str:
+    """Each run shape in turn, for tests that build an installation of their own."""
+    return str(request.param)

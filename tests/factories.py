@@ -5,13 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
 from sklearn.datasets import load_breast_cancer, load_diabetes
 
-from tests.conftest import Account
+from dlp.main import create_app
+from tests.conftest import REDIS_URL, Account, Deployment, installation, register_account
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -102,3 +106,52 @@ def wait_for_job(
 def rows_as_inputs(columns: list[str], rows: list[list[Any]]) -> list[dict[str, Any]]:
     """Rows (target last) as prediction inputs without the target."""
     return [dict(zip(columns[:-1], row[:-1], strict=True)) for row in rows]
+
+
+@contextmanager
+def fresh_installation(
+    shape: str, tmp_path: Path, *, redis_url: str | None = None, **overrides: Any
+) -> Iterator[tuple[Deployment, TestClient, Account]]:
+    """An installation of its own, without workers: its API and its first (superuser) account.
+
+    On the scale-out shape it uses a fresh PostgreSQL database and, unless told
+    otherwise, Redis database 14 of the test server, so the session's worker never
+    takes its messages.
+    """
+    if shape == "scaleout" and redis_url is None:
+        redis_url = f"{REDIS_URL.rsplit('/', 1)[0]}/14"
+    with (
+        installation(shape, tmp_path / "data", redis_url=redis_url, **overrides) as deployed,
+        TestClient(create_app(deployed.settings), raise_server_exceptions=False) as client,
+    ):
+        yield deployed, client, register_account(client)
+
+
+def tiny_dataset(client: TestClient, account: Account, rows: int = 200) -> str:
+    """Upload a small separable table (features a, b, c; 0/1 target y); its id."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, 3))
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    content = table_csv(
+        ["a", "b", "c", "y"], [[*map(float, r), int(t)] for r, t in zip(x, y, strict=True)]
+    )
+    return str(upload_ok(client, account, content, "tiny.csv")["id"])
+
+
+def small_job_body(dataset_id: str, epochs: int = 2, **extra: Any) -> dict[str, Any]:
+    """A job request for ``tiny_dataset``: a one-layer MLP, no early stopping."""
+    return {
+        "dataset_id": dataset_id,
+        "task": "classification",
+        "target": "y",
+        "model": {"type": "mlp", "hidden_sizes": [16]},
+        "training": {"epochs": epochs, "batch_size": 32, "early_stopping_patience": 0},
+        **extra,
+    }
+
+
+def submit_ok(client: TestClient, account: Account, body: dict[str, Any]) -> str:
+    """Submit a job, insist on 202, return its id."""
+    response = submit_job(client, account, **body)
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
@@ -115,6 +115,15 @@ class Settings(BaseSettings):
         """The file-store URL; the embedded default is a local folder."""
         return self.storage_url or f"file://{self.resolved_data_dir / 'files'}"
 
+    @model_validator(mode="after")
+    def _lease_outlasts_heartbeats(self) -> Settings:
+        if self.job_lease_seconds < 2 * self.job_heartbeat_seconds:
+            raise ValueError(
+                "DLP_JOB_LEASE_SECONDS must be at least twice DLP_JOB_HEARTBEAT_SECONDS, "
+                "or live jobs would be taken from their workers"
+            )
+        return self
+
     @property
     def max_upload_bytes(self) -> int:
         """The upload limit in bytes."""
@@ -140,6 +149,8 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+# Read once per process and path: tokens are checked on every request.
+@lru_cache(maxsize=8)
 def _load_or_create_key_file(path: Path) -> str:
     """Read the generated secret, creating it (mode 0600) on first use.
 

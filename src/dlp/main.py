@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,13 +11,14 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import dlp
 from dlp.auth.router import router as auth_router
 from dlp.config import Settings, get_settings
 from dlp.datasets.router import router as datasets_router
-from dlp.errors import DLPError, RateLimitedError
+from dlp.errors import DLPError, RateLimitedError, is_transient
 from dlp.events.router import router as events_router
 from dlp.migrate import is_up_to_date
 from dlp.ops.metrics import ApiMetrics
@@ -25,6 +28,7 @@ from dlp.platform import build_platform
 from dlp.predictions.service import ModelCache
 from dlp.registry.router import router as models_router
 from dlp.training.router import router as training_router
+from dlp.workers.housekeeping import reap_periodically
 from dlp.workers.router import router as admin_router
 
 log = structlog.get_logger(__name__)
@@ -74,6 +78,15 @@ def install_error_handlers(app: FastAPI) -> None:
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
+    @app.exception_handler(DBAPIError)
+    async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if not is_transient(exc):
+            raise exc
+        log.warning("request.database_unavailable", error=str(exc.orig or exc))
+        return error_response(
+            request, 503, "service_unavailable", "the database is unavailable; retry shortly"
+        )
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(request, 422, "validation_error", _describe_validation(exc))
@@ -100,7 +113,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         app.state.platform = platform
         app.state.model_cache = ModelCache(settings.model_cache_size, metrics.model_cache)
+        reaper = asyncio.create_task(reap_periodically(platform), name="dlp-reaper")
         yield
+        reaper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reaper
         platform.close()
 
     app = FastAPI(

@@ -27,6 +27,7 @@ from tests.webhooks.conftest import (
     PlatformFactory,
     Receiver,
     create_job,
+    fake_dns,
     load_job,
     make_due,
 )
@@ -188,7 +189,7 @@ def test_a_name_rebound_to_loopback_is_refused_at_delivery(
 ) -> None:
     platform = make_platform(webhook_allow_private=False)
     job_id = create_job(platform, receiver.url(host="hooks.example"))
-    _fake_dns(monkeypatch, {"hooks.example": ["93.184.216.34", "127.0.0.1"]})
+    fake_dns(monkeypatch, {"hooks.example": ["93.184.216.34", "127.0.0.1"]})
 
     deliver_due_webhooks(platform)
 
@@ -204,7 +205,7 @@ def test_connects_to_the_checked_address_and_keeps_the_host_name(
 ) -> None:
     # "hooks.invalid" can never resolve for real: the request arriving proves the
     # client connected to the address the guard checked, without a second lookup.
-    lookups = _fake_dns(monkeypatch, {"hooks.invalid": ["127.0.0.1"]})
+    lookups = fake_dns(monkeypatch, {"hooks.invalid": ["127.0.0.1"]})
     job_id = create_job(platform, receiver.url(host="hooks.invalid"))
 
     deliver_due_webhooks(platform)
@@ -219,7 +220,7 @@ def test_a_name_with_several_addresses_falls_back_to_the_next(
     platform: Platform, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The receiver listens on 127.0.0.1 only: 127.0.0.2 refuses the connection.
-    _fake_dns(monkeypatch, {"hooks.invalid": ["127.0.0.2", "127.0.0.1"]})
+    fake_dns(monkeypatch, {"hooks.invalid": ["127.0.0.2", "127.0.0.1"]})
     job_id = create_job(platform, receiver.url(host="hooks.invalid"))
 
     deliver_due_webhooks(platform)
@@ -368,27 +369,3 @@ def test_backoff_doubles_up_to_the_cap(attempts: int, expected: float) -> None:
 
 def test_backoff_stays_capped_for_huge_attempt_counts() -> None:
     assert backoff_seconds(10_000, jitter=0.999) == MAX_BACKOFF_SECONDS
-
-
-def _fake_dns(monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[str]]) -> list[str]:
-    """Answer lookups of the given names; other names resolve for real. Returns the log."""
-    real = socket.getaddrinfo
-    lookups: list[str] = []
-
-    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> Any:
-        if host not in answers:
-            return real(host, port, *args, **kwargs)
-        lookups.append(host)
-        return [
-            (
-                socket.AF_INET6 if ":" in address else socket.AF_INET,
-                socket.SOCK_STREAM,
-                socket.IPPROTO_TCP,
-                "",
-                (address, port),
-            )
-            for address in answers[host]
-        ]
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return lookups

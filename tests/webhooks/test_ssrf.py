@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-from typing import Any
-
 import pytest
 
 from dlp.errors import ServiceUnavailableError, ValidationError
 from dlp.webhooks.ssrf import check_webhook_url, parse_webhook_url, resolve_public_addresses
+from tests.webhooks.conftest import fake_dns
 
 PUBLIC_URLS = [
     "https://93.184.216.34/hook",
@@ -126,30 +124,8 @@ def test_parse_splits_host_and_default_port() -> None:
     assert (target.host, target.port) == ("2001:db8::1", 8080)
 
 
-def _fake_dns(monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[str]]) -> None:
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> Any:
-        if host not in answers:
-            return real(host, port, *args, **kwargs)
-        if not answers[host]:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return [
-            (
-                socket.AF_INET6 if ":" in address else socket.AF_INET,
-                socket.SOCK_STREAM,
-                socket.IPPROTO_TCP,
-                "",
-                (address, port),
-            )
-            for address in answers[host]
-        ]
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-
-
 def test_resolution_returns_every_public_address(monkeypatch: pytest.MonkeyPatch) -> None:
-    _fake_dns(monkeypatch, {"hooks.example": ["93.184.216.34", "2606:2800:220:1::1"]})
+    fake_dns(monkeypatch, {"hooks.example": ["93.184.216.34", "2606:2800:220:1::1"]})
     assert resolve_public_addresses("hooks.example", 443, allow_private=False) == [
         "93.184.216.34",
         "2606:2800:220:1::1",
@@ -163,14 +139,14 @@ def test_resolution_returns_every_public_address(monkeypatch: pytest.MonkeyPatch
 def test_a_name_resolving_to_any_internal_address_is_refused(
     monkeypatch: pytest.MonkeyPatch, answer: list[str]
 ) -> None:
-    _fake_dns(monkeypatch, {"rebind.example": answer})
+    fake_dns(monkeypatch, {"rebind.example": answer})
     with pytest.raises(ValidationError, match=r"resolves to a .* address"):
         resolve_public_addresses("rebind.example", 80, allow_private=False)
     assert resolve_public_addresses("rebind.example", 80, allow_private=True) == answer
 
 
 def test_an_unresolvable_name_is_worth_retrying(monkeypatch: pytest.MonkeyPatch) -> None:
-    _fake_dns(monkeypatch, {"gone.example": []})
+    fake_dns(monkeypatch, {"gone.example": []})
     with pytest.raises(ServiceUnavailableError, match="could not resolve"):
         resolve_public_addresses("gone.example", 443, allow_private=False)
 

@@ -17,78 +17,24 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pytest
 import redis
 from fastapi.testclient import TestClient
+from sqlalchemy import make_url
 
-from dlp.main import create_app
-from tests.conftest import (
-    REDIS_URL,
-    Account,
-    Deployment,
-    installation,
-    register_account,
-    start_worker,
-    stop_process,
+from tests.conftest import Account, Deployment, register_account, start_worker, stop_process
+from tests.factories import (
+    TERMINAL,
+    fresh_installation,
+    small_job_body,
+    submit_ok,
+    tiny_dataset,
+    wait_for_job,
 )
-from tests.factories import TERMINAL, submit_job, table_csv, upload_ok, wait_for_job
 from tests.live import free_port
+from tests.tcp_proxy import TcpProxy
 
 # Workers started here renew leases twice a second and lose them after 3 s.
 FAST_LEASES = {"job_heartbeat_seconds": 0.5, "job_lease_seconds": 3.0}
-
-
-def _own_redis_db(url: str, db: int = 14) -> str:
-    """The test Redis at another database index, so the session's worker never sees it."""
-    return f"{url.rsplit('/', 1)[0]}/{db}"
-
-
-@contextmanager
-def _fresh(
-    shape: str, tmp_path: Path, *, redis_url: str | None = None, **overrides: Any
-) -> Iterator[tuple[Deployment, TestClient, Account]]:
-    """An installation without workers, its API, and its first (superuser) account."""
-    if shape == "scaleout" and redis_url is None:
-        redis_url = _own_redis_db(REDIS_URL)
-    with (
-        installation(shape, tmp_path / "data", redis_url=redis_url, **overrides) as deployed,
-        TestClient(create_app(deployed.settings), raise_server_exceptions=False) as client,
-    ):
-        yield deployed, client, register_account(client)
-
-
-@pytest.fixture(params=["embedded", "scaleout"])
-def shape(request: pytest.FixtureRequest) -> str:
-    """Both run shapes."""
-    return str(request.param)
-
-
-def _tiny_dataset(client: TestClient, account: Account, rows: int = 200) -> str:
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(rows, 3))
-    y = (x[:, 0] + x[:, 1] > 0).astype(int)
-    content = table_csv(
-        ["a", "b", "c", "y"], [[*map(float, r), int(t)] for r, t in zip(x, y, strict=True)]
-    )
-    return str(upload_ok(client, account, content, "tiny.csv")["id"])
-
-
-def _job_body(dataset_id: str, epochs: int = 2, **extra: Any) -> dict[str, Any]:
-    return {
-        "dataset_id": dataset_id,
-        "task": "classification",
-        "target": "y",
-        "model": {"type": "mlp", "hidden_sizes": [16]},
-        "training": {"epochs": epochs, "batch_size": 32, "early_stopping_patience": 0},
-        **extra,
-    }
-
-
-def _submit(client: TestClient, account: Account, body: dict[str, Any]) -> str:
-    response = submit_job(client, account, **body)
-    assert response.status_code == 202, response.text
-    return str(response.json()["id"])
 
 
 def _models_by_job(client: TestClient, account: Account) -> dict[str, int]:
@@ -109,11 +55,11 @@ def _worker(deployed: Deployment, tmp_path: Path, label: str) -> subprocess.Pope
 
 
 def test_high_priority_job_starts_before_queued_normal_ones(shape: str, tmp_path: Path) -> None:
-    with _fresh(shape, tmp_path) as (deployed, client, account):
-        dataset = _tiny_dataset(client, account)
-        normal = [_submit(client, account, _job_body(dataset, epochs=1)) for _ in range(10)]
-        low = _submit(client, account, _job_body(dataset, epochs=1, priority="low"))
-        high = _submit(client, account, _job_body(dataset, epochs=1, priority="high"))
+    with fresh_installation(shape, tmp_path) as (deployed, client, account):
+        dataset = tiny_dataset(client, account)
+        normal = [submit_ok(client, account, small_job_body(dataset, epochs=1)) for _ in range(10)]
+        low = submit_ok(client, account, small_job_body(dataset, epochs=1, priority="low"))
+        high = submit_ok(client, account, small_job_body(dataset, epochs=1, priority="high"))
         cancelled = client.post(
             f"/api/v1/training/jobs/{normal[3]}/cancel", headers=account.headers
         )
@@ -135,11 +81,11 @@ def test_high_priority_job_starts_before_queued_normal_ones(shape: str, tmp_path
 
 
 def test_two_workers_share_a_burst_of_twenty_jobs(shape: str, tmp_path: Path) -> None:
-    with _fresh(shape, tmp_path) as (deployed, client, account):
-        dataset = _tiny_dataset(client, account)
+    with fresh_installation(shape, tmp_path) as (deployed, client, account):
+        dataset = tiny_dataset(client, account)
         workers = [_worker(deployed, tmp_path, label) for label in ("a", "b")]
         try:
-            ids = [_submit(client, account, _job_body(dataset, epochs=3)) for _ in range(20)]
+            ids = [submit_ok(client, account, small_job_body(dataset, epochs=3)) for _ in range(20)]
             jobs = [wait_for_job(client, account, job_id) for job_id in ids]
         finally:
             for worker in workers:
@@ -156,17 +102,17 @@ def test_two_workers_share_a_burst_of_twenty_jobs(shape: str, tmp_path: Path) ->
 
 
 def test_sigkilled_worker_job_resumes_on_the_other_worker(shape: str, tmp_path: Path) -> None:
-    with _fresh(shape, tmp_path, **FAST_LEASES) as (deployed, client, account):
-        dataset = _tiny_dataset(client, account, rows=3000)
+    with fresh_installation(shape, tmp_path, **FAST_LEASES) as (deployed, client, account):
+        dataset = tiny_dataset(client, account, rows=3000)
         workers = {}
         for label in ("a", "b"):
             process = _worker(deployed, tmp_path, label)
             workers[f"dlp-{process.pid}@{os.uname().nodename}"] = process
         try:
             epochs = 12
-            body = _job_body(dataset, epochs=epochs)
+            body = small_job_body(dataset, epochs=epochs)
             body["training"]["batch_size"] = 8
-            job_id = _submit(client, account, body)
+            job_id = submit_ok(client, account, body)
             deadline = time.monotonic() + 120
             while (job := _get(client, account, job_id))["progress"]["epoch"] < 2:
                 assert job["status"] in {"queued", "running"}, job
@@ -229,18 +175,18 @@ def test_every_accepted_job_ends_although_redis_restarts_empty(tmp_path: Path) -
     redis_url = f"redis://127.0.0.1:{port}/0"
     with (
         _redis_server(port, tmp_path / "redis.log") as server,
-        _fresh("scaleout", tmp_path, redis_url=redis_url, **FAST_LEASES) as fresh,
+        fresh_installation("scaleout", tmp_path, redis_url=redis_url, **FAST_LEASES) as fresh,
     ):
         deployed, client, account = fresh
-        dataset = _tiny_dataset(client, account, rows=1000)
+        dataset = tiny_dataset(client, account, rows=1000)
         worker = _worker(deployed, tmp_path, "only")
         try:
-            ids = [_submit(client, account, _job_body(dataset, epochs=3)) for _ in range(6)]
+            ids = [submit_ok(client, account, small_job_body(dataset, epochs=3)) for _ in range(6)]
             wait_for_job(client, account, ids[0], until={"running", *TERMINAL})
             server.kill()
             server.wait()
             # The database is the truth: jobs are still accepted while the broker is away.
-            ids += [_submit(client, account, _job_body(dataset, epochs=3)) for _ in range(2)]
+            ids += [submit_ok(client, account, small_job_body(dataset, epochs=3)) for _ in range(2)]
             time.sleep(1)
             restarted = _start_redis(port, tmp_path / "redis.log")
             try:
@@ -254,20 +200,21 @@ def test_every_accepted_job_ends_although_redis_restarts_empty(tmp_path: Path) -
 
 
 def test_admin_sees_queues_workers_and_running_jobs(tmp_path: Path) -> None:
-    with _fresh("embedded", tmp_path) as (deployed, client, admin):
+    with fresh_installation("embedded", tmp_path) as (deployed, client, admin):
         member = register_account(client)
-        dataset = _tiny_dataset(client, member, rows=3000)
+        dataset = tiny_dataset(client, member, rows=3000)
         worker = _worker(deployed, tmp_path, "only")
         try:
-            body = _job_body(dataset, epochs=50)
+            body = small_job_body(dataset, epochs=50)
             body["training"]["batch_size"] = 8
-            job_id = _submit(client, member, body)
+            job_id = submit_ok(client, member, body)
             wait_for_job(client, member, job_id, until={"running"})
             overview = client.get("/api/v1/admin/queues", headers=admin.headers)
             forbidden = client.get("/api/v1/admin/queues", headers=member.headers)
             anonymous = client.get("/api/v1/admin/queues")
             client.post(f"/api/v1/training/jobs/{job_id}/cancel", headers=member.headers)
             cancelled = wait_for_job(client, member, job_id)
+            kept = _epochs(client, member, job_id, "val_loss")
         finally:
             stop_process(worker)
 
@@ -282,3 +229,65 @@ def test_admin_sees_queues_workers_and_running_jobs(tmp_path: Path) -> None:
     assert running["id"] == job_id and running["worker"] == seen["name"]
     assert forbidden.status_code == 403 and anonymous.status_code == 401
     assert cancelled["status"] == "cancelled" and cancelled["progress"]["epoch"] < 50
+    # A running job stops mid-run and keeps the metrics of the epochs it finished.
+    assert kept == list(range(1, cancelled["progress"]["epoch"] + 1))
+
+
+def test_database_briefly_down_is_retried_with_backoff(tmp_path: Path) -> None:
+    # A lease long enough that the reaper stays out of it: the worker itself must
+    # notice the fault, record the retry once the database is back, and resume.
+    with fresh_installation(
+        "scaleout", tmp_path, job_heartbeat_seconds=0.5, job_retry_backoff_seconds=0.5
+    ) as (deployed, client, account):
+        url = make_url(deployed.settings.sqlalchemy_url)
+        with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+            env = deployed.env | {
+                "DLP_DATABASE_URL": url.set(port=proxy.port).render_as_string(hide_password=False)
+            }
+            dataset = tiny_dataset(client, account, rows=3000)
+            epochs = 30
+            body = small_job_body(dataset, epochs=epochs)
+            body["training"]["batch_size"] = 8
+            log_path = tmp_path / "worker.log"
+            worker = start_worker(env, log_path, "--queues", "training")
+            try:
+                job_id = submit_ok(client, account, body)
+                deadline = time.monotonic() + 120
+                while _get(client, account, job_id)["progress"]["epoch"] < 2:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+                proxy.cut()
+                time.sleep(3)
+                proxy.restore()
+                finished = wait_for_job(client, account, job_id)
+            finally:
+                stop_process(worker)
+        val_epochs = _epochs(client, account, job_id, "val_loss")
+        models = _models_by_job(client, account)
+
+    assert finished["status"] == "succeeded", finished
+    assert finished["attempts"] == 2
+    assert val_epochs == list(range(1, epochs + 1))
+    assert models == {job_id: 1}
+    log = log_path.read_text()
+    assert "training.transient_fault" in log and "training.reaped" not in log
+
+
+def test_job_of_a_dead_worker_returns_to_the_queue_with_no_worker_alive(tmp_path: Path) -> None:
+    # The API's own reaper acts: nothing shows `running` without a live worker.
+    with fresh_installation("embedded", tmp_path, **FAST_LEASES) as (deployed, client, account):
+        dataset = tiny_dataset(client, account, rows=3000)
+        body = small_job_body(dataset, epochs=50)
+        body["training"]["batch_size"] = 8
+        worker = _worker(deployed, tmp_path, "doomed")
+        try:
+            job_id = submit_ok(client, account, body)
+            wait_for_job(client, account, job_id, until={"running"})
+        finally:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+        back = wait_for_job(client, account, job_id, timeout=30, until={"queued"})
+        cancelled = client.post(f"/api/v1/training/jobs/{job_id}/cancel", headers=account.headers)
+
+    assert back["attempts"] == 1 and back["worker"] is None
+    assert cancelled.json()["status"] == "cancelled"

@@ -10,8 +10,9 @@ import time
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
-from dlp.config import get_settings
+from dlp.config import Settings, get_settings
 from dlp.ops.logging import configure_logging
 from dlp.queue import ALL_QUEUES
 
@@ -69,6 +70,19 @@ class EmbeddedWorker:
             process.wait()
 
 
+def _settings() -> Settings:
+    """The settings from the environment; a bad ``DLP_*`` value ends the command cleanly."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = "_".join(str(part) for part in error["loc"]).upper()
+            where = f"DLP_{field}: " if field else ""
+            message = str(error["msg"]).removeprefix("Value error, ")
+            typer.echo(f"dlp: invalid setting {where}{message}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _exit_on_sigterm(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
@@ -87,7 +101,7 @@ def serve(
 
     from dlp.migrate import upgrade_database
 
-    settings = get_settings()
+    settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
     settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
     settings.signing_key()
@@ -126,7 +140,7 @@ def worker(
     """Run a Celery worker that takes jobs from the queues (all of them by default)."""
     from dlp.worker import run_worker
 
-    settings = get_settings()
+    settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
     chosen = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = sorted(set(chosen) - set(ALL_QUEUES))
@@ -148,7 +162,7 @@ def db_upgrade() -> None:
     """Bring the database schema to the latest migration."""
     from dlp.migrate import upgrade_database
 
-    settings = get_settings()
+    settings = _settings()
     settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     upgrade_database(settings.sqlalchemy_url)

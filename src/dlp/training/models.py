@@ -60,6 +60,9 @@ class JobMetric(Base):
     """One metric value reported during training."""
 
     __tablename__ = "job_metrics"
+    # Row ids order a job's live events: SQLite must never reuse the ids of rows a
+    # resumed job deleted (PostgreSQL sequences never do).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True

@@ -1,7 +1,9 @@
-"""The housekeeping thread of a worker process: heartbeat, reaper, lost hints, webhooks."""
+"""Housekeeping loops: a worker's thread (heartbeat, reaper, lost hints, webhooks) and
+the API's reaper, which keeps jobs honest even while no worker is alive."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -11,9 +13,9 @@ import structlog
 
 from dlp.config import Settings
 from dlp.db import utcnow
-from dlp.platform import build_platform
+from dlp.platform import Platform, build_platform
 from dlp.webhooks.delivery import deliver_due_webhooks
-from dlp.workers.service import WorkerIdentity, beat
+from dlp.workers.service import WorkerIdentity, beat, take_back_stale_jobs
 
 log = structlog.get_logger(__name__)
 TICK_SECONDS = 1.0
@@ -56,3 +58,17 @@ class Housekeeper:
             step()
         except Exception as exc:
             log.warning("housekeeping.step_failed", step=name, error=str(exc))
+
+
+async def reap_periodically(platform: Platform) -> None:
+    """Take back stale jobs every heartbeat interval until cancelled (the API's loop).
+
+    With every worker gone, a job whose worker died would otherwise stay ``running``:
+    this puts it back to ``queued``, where it waits for the next worker.
+    """
+    while True:
+        await asyncio.sleep(platform.settings.job_heartbeat_seconds)
+        try:
+            await asyncio.to_thread(take_back_stale_jobs, platform, utcnow())
+        except Exception as exc:
+            log.warning("housekeeping.step_failed", step="reap", error=str(exc))

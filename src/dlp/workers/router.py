@@ -15,7 +15,7 @@ from dlp.workers.schemas import QueuesOverview
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
 
-def require_superuser(principal: CurrentPrincipal) -> Principal:
+async def require_superuser(principal: CurrentPrincipal) -> Principal:
     """The caller, who must be the installation's superuser."""
     principal.require_superuser()
     return principal

@@ -48,7 +48,6 @@ class WorkerIdentity:
 
 def beat(platform: Platform, identity: WorkerIdentity, now: datetime) -> None:
     """Record this worker as alive, reap jobs of vanished workers, and re-send lost hints."""
-    settings = platform.settings
     with session_scope(platform.sessions) as session:
         repository.record_heartbeat(
             session,
@@ -62,18 +61,26 @@ def beat(platform: Platform, identity: WorkerIdentity, now: datetime) -> None:
                 last_seen_at=now,
             ),
         )
+        repository.forget_workers_seen_before(session, now - FORGET_WORKERS_AFTER)
+    take_back_stale_jobs(platform, now)
+    for queue in identity.queues:
+        resend_missing_hints(platform, queue, now)
+
+
+def take_back_stale_jobs(platform: Platform, now: datetime) -> int:
+    """Re-queue (or end) running jobs whose lease expired; tell their followers."""
+    settings = platform.settings
+    with session_scope(platform.sessions) as session:
         reaped = lifecycle.reap_stale_jobs(
             session,
             now=now,
             lease_seconds=settings.job_lease_seconds,
             max_attempts=settings.job_max_attempts,
         )
-        repository.forget_workers_seen_before(session, now - FORGET_WORKERS_AFTER)
     for job in reaped:
         platform.events.publish(job.id, log_event("its worker vanished; the job was taken back"))
         platform.events.publish(job.id, status_event(job))
-    for queue in identity.queues:
-        resend_missing_hints(platform, queue, now)
+    return len(reaped)
 
 
 def resend_missing_hints(platform: Platform, queue: str, now: datetime) -> int:

@@ -1,4 +1,4 @@
-"""job leases, retries and webhooks; the workers table
+"""job leases, retries and webhooks; the workers table; job metric ids never reused
 
 Revision ID: c198ff126146
 Revises: 3f1c2a7d9b10
@@ -50,6 +50,12 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("webhook_next_at", UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("webhook_error", sa.Text(), nullable=True))
         batch_op.create_index(batch_op.f("ix_training_jobs_webhook_status"), ["webhook_status"])
+    if op.get_bind().dialect.name == "sqlite":
+        # Metric row ids order live events: SQLite must not reuse deleted ones.
+        with op.batch_alter_table(
+            "job_metrics", recreate="always", table_kwargs={"sqlite_autoincrement": True}
+        ):
+            pass
 
 
 def downgrade() -> None:
