@@ -37,6 +37,7 @@ def create_celery_app(settings: Settings) -> Celery:
     app = Celery("dlp", broker=settings.celery_broker_url, set_as_current=False)
     transport_options: dict[str, Any] = {}
     if settings.celery_broker_url.startswith("filesystem"):
+        app.conf.broker_transport = "dlp.filesystem_queue:Transport"
         folder = settings.queue_dir
         for sub in ("messages", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
