@@ -253,3 +253,13 @@ def other_account(client: TestClient) -> Account:
 def shape(request: pytest.FixtureRequest) -> str:
     """Each run shape in turn, for tests that build an installation of their own."""
     return str(request.param)
+
+
+@pytest.fixture
+def served(client: TestClient, account: Account) -> Any:
+    """A model name with one version, aliased ``production``, and /predict's answer for ROWS
+    (a ``tests.factories.Served``)."""
+    # Imported here: tests.factories imports this module.
+    from tests.factories import make_served
+
+    return make_served(client, account)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,8 @@ import numpy as np
 from fastapi.testclient import TestClient
 from sklearn.datasets import load_breast_cancer, load_diabetes
 
+from dlp.auth.models import Membership, Role
+from dlp.db import create_db_engine, create_session_factory, session_scope
 from dlp.main import create_app
 from tests.conftest import REDIS_URL, Account, Deployment, installation, register_account
 
@@ -155,3 +159,55 @@ def submit_ok(client: TestClient, account: Account, body: dict[str, Any]) -> str
     response = submit_job(client, account, **body)
     assert response.status_code == 202, response.text
     return str(response.json()["id"])
+
+
+ROWS = [
+    {"a": 0.5, "b": -1.0, "c": 2.0},
+    {"a": -2.0, "b": -1.5, "c": 0.0},
+    {"a": 1.0, "b": 1.0, "c": 1},
+]
+
+
+@dataclass
+class Served:
+    """A model name, its one version, and the answer of ``/predict`` for ``ROWS``."""
+
+    name: str
+    model: dict[str, Any]
+    expected: dict[str, Any]
+
+
+def make_served(client: TestClient, account: Account) -> Served:
+    """Train a tiny model under a fresh name, alias it ``production``, predict ROWS."""
+    name = f"proto-{uuid.uuid4().hex[:8]}"
+    dataset = tiny_dataset(client, account)
+    job = wait_for_job(
+        client, account, submit_ok(client, account, small_job_body(dataset, name=name))
+    )
+    assert job["status"] == "succeeded", job
+    model = client.get(f"/api/v1/models/{job['model_id']}", headers=account.headers).json()
+    aliased = client.put(
+        f"/api/v1/registry/{name}/aliases/production", headers=account.headers, json={"version": 1}
+    )
+    assert aliased.status_code == 200, aliased.text
+    expected = client.post(
+        f"/api/v1/models/{model['id']}/predict", headers=account.headers, json={"inputs": ROWS}
+    ).json()
+    return Served(name=name, model=model, expected=expected)
+
+
+def add_viewer(deployment: Deployment, organization: Account, viewer: Account) -> dict[str, str]:
+    """Make ``viewer`` a viewer of ``organization``'s organization; headers acting there."""
+    engine = create_db_engine(deployment.settings.sqlalchemy_url)
+    try:
+        with session_scope(create_session_factory(engine)) as session:
+            session.add(
+                Membership(
+                    organization_id=uuid.UUID(organization.organization_id),
+                    user_id=uuid.UUID(viewer.id),
+                    role=Role.VIEWER,
+                )
+            )
+    finally:
+        engine.dispose()
+    return {**viewer.headers, "X-DLP-Org": organization.organization_id}

@@ -61,8 +61,30 @@ class Settings(BaseSettings):
     )
     access_token_minutes: int = Field(default=15, gt=0)
     refresh_token_days: int = Field(default=30, gt=0)
-    model_cache_size: int = Field(
-        default=16, gt=0, description="Loaded models kept in memory per API process."
+    model_cache_mb: int = Field(
+        default=512, gt=0, description="Size of the loaded models kept in memory per API process."
+    )
+    model_l2_max_mb: int = Field(
+        default=256, gt=0, description="Largest model whose files are cached in Redis (L2)."
+    )
+    model_l2_ttl_seconds: int = Field(
+        default=3600, gt=0, description="How long a model's files stay in the Redis cache."
+    )
+    serving_max_batch_rows: int = Field(
+        default=256, gt=0, description="Most rows one micro-batched model call takes."
+    )
+    serving_max_wait_ms: float = Field(
+        default=2.0, ge=0, description="Longest a queued prediction waits for more to batch with."
+    )
+    serving_engine: Literal["auto", "onnx", "torch"] = Field(
+        default="auto",
+        description="auto: ONNX Runtime where it matches PyTorch within 1e-4, else PyTorch.",
+    )
+    serving_lookup_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long prediction endpoints reuse a checked credential and model "
+        "lookup (alias, traffic and role changes reach other API processes within this).",
     )
     worker_concurrency: int = Field(default=1, gt=0)
     job_heartbeat_seconds: float = Field(

@@ -14,6 +14,7 @@ from dlp.auth import service as auth_service
 from dlp.auth.models import Role
 from dlp.auth.security import API_KEY_PREFIX
 from dlp.auth.service import Principal
+from dlp.cache import TTLCache
 from dlp.config import Settings
 from dlp.db import session_scope
 from dlp.errors import AuthenticationError, DLPError
@@ -140,7 +141,29 @@ def get_streaming_principal(
     return _remember(request, principal_from_token(platform, token, organization, api_key=is_key))
 
 
+async def get_serving_principal(
+    request: Request,
+    platform: PlatformDep,
+    bearer: Annotated[str | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+) -> Principal:
+    """The caller of a prediction endpoint: checked like :func:`get_streaming_principal`
+    (no connection held while the prediction is awaited), then remembered for
+    ``DLP_SERVING_LOOKUP_CACHE_SECONDS`` under the exact credential."""
+    token, is_key = _credentials(bearer, api_key)
+    organization = request.headers.get("X-DLP-Org")
+    cache: TTLCache[tuple[str, bool, str | None], Principal] = request.app.state.credential_cache
+    principal = cache.get((token, is_key, organization))
+    if principal is None:
+        principal = await run_in_threadpool(
+            principal_from_token, platform, token, organization, api_key=is_key
+        )
+        cache.put((token, is_key, organization), principal)
+    return _remember(request, principal)
+
+
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+ServingPrincipal = Annotated[Principal, Depends(get_serving_principal)]
 
 
 async def require_member(principal: CurrentPrincipal) -> Principal:

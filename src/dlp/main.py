@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import dlp
 from dlp.auth.router import router as auth_router
+from dlp.cache import TTLCache
 from dlp.config import Settings, get_settings
 from dlp.datasets.router import router as datasets_router
 from dlp.errors import DLPError, RateLimitedError, is_transient
@@ -25,8 +26,12 @@ from dlp.ops.metrics import ApiMetrics
 from dlp.ops.middleware import RequestContextMiddleware
 from dlp.ops.router import router as ops_router
 from dlp.platform import build_platform
-from dlp.predictions.service import ModelCache
+from dlp.predictions.server import build_model_server
+from dlp.protocols.router import mlflow_router, v2_router
+from dlp.protocols.stream import router as stream_router
+from dlp.registry.names_router import router as registry_router
 from dlp.registry.router import router as models_router
+from dlp.registry.serving import ServingDirectory, warm_production_versions
 from dlp.training.router import router as training_router
 from dlp.workers.housekeeping import reap_periodically
 from dlp.workers.router import router as admin_router
@@ -46,16 +51,23 @@ _HTTP_CODES = {
 }
 
 
+V2_PREFIX = "/v2/"
+
+
 def error_response(request: Request, status_code: int, code: str, message: str) -> JSONResponse:
-    """The contract's error body, with the request's id."""
-    return JSONResponse(
-        status_code=status_code,
-        content={
-            "error": code,
-            "message": message,
-            "request_id": getattr(request.state, "request_id", None),
-        },
-    )
+    """The contract's error body, with the request's id.
+
+    Under ``/v2/`` the Open Inference Protocol wants ``error`` to be the message
+    itself (stock clients show it); ``code`` then moves to ``code``.
+    """
+    content = {
+        "error": code,
+        "message": message,
+        "request_id": getattr(request.state, "request_id", None),
+    }
+    if request.url.path.startswith(V2_PREFIX):
+        content |= {"error": message, "code": code}
+    return JSONResponse(status_code=status_code, content=content)
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
@@ -112,12 +124,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "the database schema is not at the latest migration: run `dlp db upgrade`"
             )
         app.state.platform = platform
-        app.state.model_cache = ModelCache(settings.model_cache_size, metrics.model_cache)
+        app.state.model_server = build_model_server(platform.store, settings, metrics)
+        app.state.credential_cache = TTLCache(settings.serving_lookup_cache_seconds)
+        app.state.serving_directory = ServingDirectory(
+            platform, settings.serving_lookup_cache_seconds
+        )
+        warming = asyncio.create_task(
+            warm_production_versions(platform, app.state.model_server), name="dlp-warm"
+        )
         reaper = asyncio.create_task(reap_periodically(platform), name="dlp-reaper")
         yield
-        reaper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reaper
+        for task in (reaper, warming):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         platform.close()
 
     app = FastAPI(
@@ -135,6 +155,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         training_router,
         events_router,
         models_router,
+        registry_router,
+        mlflow_router,
+        v2_router,
+        stream_router,
         admin_router,
     ):
         app.include_router(router)

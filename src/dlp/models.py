@@ -2,7 +2,7 @@
 
 from dlp.auth.models import ApiKey, Membership, Organization, RefreshToken, Role, User
 from dlp.datasets.models import Dataset
-from dlp.registry.models import Model
+from dlp.registry.models import Model, ModelAlias, TrafficSplit
 from dlp.training.models import JobMetric, TrainingJob
 from dlp.workers.models import WorkerRecord
 
@@ -12,9 +12,11 @@ __all__ = [
     "JobMetric",
     "Membership",
     "Model",
+    "ModelAlias",
     "Organization",
     "RefreshToken",
     "Role",
+    "TrafficSplit",
     "TrainingJob",
     "User",
     "WorkerRecord",

@@ -7,14 +7,12 @@ from datetime import timedelta
 
 from fastapi.testclient import TestClient
 
-from dlp.auth.models import Membership, Role
 from dlp.auth.security import create_access_token
 from dlp.config import Settings
-from dlp.db import create_db_engine, create_session_factory, session_scope
 from dlp.main import create_app
 from dlp.migrate import upgrade_database
 from tests.conftest import Account, Deployment, register_account
-from tests.factories import table_csv, upload
+from tests.factories import add_viewer, table_csv, upload
 
 
 def _error(response, status: int, code: str) -> dict:
@@ -230,19 +228,7 @@ def test_api_key_of_another_user_cannot_be_revoked(
 def test_viewer_reads_but_cannot_create(
     client: TestClient, deployment: Deployment, account: Account, other_account: Account
 ) -> None:
-    engine = create_db_engine(deployment.settings.sqlalchemy_url)
-    try:
-        with session_scope(create_session_factory(engine)) as session:
-            session.add(
-                Membership(
-                    organization_id=uuid.UUID(account.organization_id),
-                    user_id=uuid.UUID(other_account.id),
-                    role=Role.VIEWER,
-                )
-            )
-    finally:
-        engine.dispose()
-    as_viewer = {**other_account.headers, "X-DLP-Org": account.organization_id}
+    as_viewer = add_viewer(deployment, account, other_account)
     me = client.get("/api/v1/users/me", headers=as_viewer).json()
     assert me["role"] == "viewer" and me["organization_id"] == account.organization_id
     assert client.get("/api/v1/datasets", headers=as_viewer).status_code == 200

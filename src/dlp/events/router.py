@@ -63,7 +63,7 @@ async def follow_job_over_websocket(
         events = job_event_stream(platform, principal, job_id)
         first = await anext(events)
     except DLPError as exc:
-        await websocket.close(code=close_code(exc), reason=_close_reason(exc.message))
+        await websocket.close(code=close_code(exc), reason=close_reason(exc.message))
         return
     await send_over_websocket(websocket, first, events)
 
@@ -75,6 +75,7 @@ def close_code(error: DLPError) -> int:
     return INTERNAL_ERROR_CLOSE
 
 
-def _close_reason(message: str) -> str:
+def close_reason(message: str) -> str:
+    """A close frame's reason: ``message`` cut to fit."""
     # A close frame's reason holds at most 123 bytes of UTF-8.
     return message.encode()[:CLOSE_REASON_BYTES].decode(errors="ignore")

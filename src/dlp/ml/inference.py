@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from dlp.ml.architectures import count_parameters
 from dlp.ml.config import InputSpec, Task
@@ -16,6 +16,8 @@ from dlp.ml.encoders import InputEncoder
 from dlp.ml.targets import ClassificationTarget, ClassLabel, RegressionTarget
 
 PREDICT_CHUNK_VALUES = 1 << 22
+
+ServingEngine = Literal["torch", "onnxruntime"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,13 @@ class Prediction:
 
 
 class Predictor:
-    """A trained model of any data kind, ready to answer predictions (eval mode, no gradients)."""
+    """A trained model of any data kind, ready to answer predictions (eval mode, no gradients).
+
+    Subclasses change only ``run_network`` (how encoded features become outputs);
+    encoding the inputs and decoding the outputs stay here.
+    """
+
+    engine: ClassVar[ServingEngine] = "torch"
 
     def __init__(
         self,
@@ -81,7 +89,7 @@ class Predictor:
             # Wide inputs (images) go through in slices so activations stay bounded.
             outputs = torch.cat(
                 [
-                    self._network(features[i : i + chunk])
+                    self.run_network(features[i : i + chunk])
                     for i in range(0, max(len(features), 1), chunk)
                 ]
             )
@@ -93,3 +101,8 @@ class Predictor:
             probabilities = torch.softmax(outputs, dim=1).numpy()
         labels = self._target.decode(np.argmax(probabilities, axis=1))
         return Prediction(predictions=labels, probabilities=probabilities.tolist())
+
+    def run_network(self, features: Tensor) -> Tensor:
+        """The network's raw outputs for one batch of encoded features."""
+        outputs: Tensor = self._network(features)
+        return outputs

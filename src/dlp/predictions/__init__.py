@@ -1,1 +1,1 @@
-"""Online predictions: the loaded-model cache and inference."""
+"""Online predictions: the model server (L1 cache, micro-batching) and its inputs."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dlp.db import Base, CreatedAt, JSONType, UUIDPrimaryKey
+from dlp.db import Base, CreatedAt, JSONType, UUIDPrimaryKey, utcnow
 
 
 class Model(UUIDPrimaryKey, CreatedAt, Base):
@@ -43,3 +44,36 @@ class Model(UUIDPrimaryKey, CreatedAt, Base):
     file_prefix: Mapped[str] = mapped_column(String(500))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     dlp_version: Mapped[str] = mapped_column(String(20))
+
+
+class ModelAlias(Base):
+    """A name (``production``, ``staging``, any) pointing at one version of a model."""
+
+    __tablename__ = "model_aliases"
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int]
+    updated_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TrafficSplit(Base):
+    """How a model name's registry predictions are shared between its versions."""
+
+    __tablename__ = "model_traffic"
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    weights: Mapped[dict[str, Any]]
+    updated_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

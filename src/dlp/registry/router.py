@@ -8,23 +8,29 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from dlp.dependencies import CurrentPrincipal, SessionDep, StoreDep, WriterPrincipal
-from dlp.predictions import service as prediction_service
+from dlp.dependencies import (
+    CurrentPrincipal,
+    ServingPrincipal,
+    SessionDep,
+    StoreDep,
+    WriterPrincipal,
+)
 from dlp.predictions.schemas import PredictRequest, PredictResponse
-from dlp.registry import service
+from dlp.predictions.server import ModelServer
+from dlp.registry import service, serving
 from dlp.registry.schemas import ModelOut
 from dlp.schemas import Page, PageParams, page_params
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 
 
-def get_model_cache(request: Request) -> prediction_service.ModelCache:
-    """The process's loaded-model cache."""
-    cache: prediction_service.ModelCache = request.app.state.model_cache
-    return cache
+async def get_model_server(request: Request) -> ModelServer:
+    """The process's model server (loaded-model cache and micro-batcher)."""
+    server: ModelServer = request.app.state.model_server
+    return server
 
 
-ModelCacheDep = Annotated[prediction_service.ModelCache, Depends(get_model_cache)]
+ModelServerDep = Annotated[ModelServer, Depends(get_model_server)]
 
 
 @router.get("")
@@ -45,17 +51,17 @@ def get_model(model_id: uuid.UUID, session: SessionDep, principal: CurrentPrinci
 
 
 @router.post("/{model_id}/predict")
-def predict(
+async def predict(
     model_id: uuid.UUID,
     body: PredictRequest,
-    session: SessionDep,
-    store: StoreDep,
-    cache: ModelCacheDep,
-    principal: CurrentPrincipal,
+    request: Request,
+    principal: ServingPrincipal,
 ) -> PredictResponse:
     """Predict up to 1,000 rows; each row is an object of column values."""
-    model = service.get_model_or_raise(session, principal, model_id)
-    return prediction_service.predict(cache, store, model, body)
+    # Async, so concurrent requests can be batched; no database connection is held
+    # across the await (one held per request exhausted the pool at concurrency 64).
+    model = await serving.directory(request).by_id(principal, model_id)
+    return await serving.predict(request, model, body.inputs)
 
 
 @router.get("/{model_id}/download", response_class=StreamingResponse)
@@ -91,12 +97,14 @@ def download_model(
 @router.delete("/{model_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_model(
     model_id: uuid.UUID,
+    request: Request,
     session: SessionDep,
     store: StoreDep,
-    cache: ModelCacheDep,
+    server: ModelServerDep,
     principal: WriterPrincipal,
 ) -> Response:
     """Delete a model version and its files."""
     service.delete_model(session, store, principal, model_id)
-    cache.discard(model_id)
+    server.discard(model_id)
+    serving.directory(request).forget(principal.organization_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

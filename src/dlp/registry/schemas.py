@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ModelOut(BaseModel):
@@ -31,3 +31,41 @@ class ModelOut(BaseModel):
     size_bytes: int
     dlp_version: str
     created_at: datetime
+
+
+ALIAS_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+MAX_TRAFFIC_VERSIONS = 10
+
+
+class AliasIn(BaseModel):
+    """Where an alias should point."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1)
+
+
+class AliasOut(BaseModel):
+    """An alias and the version it points at."""
+
+    name: str
+    alias: str
+    version: int
+    updated_at: datetime
+
+
+class TrafficOut(BaseModel):
+    """Registry predictions of ``name`` go to each version with probability weight / total."""
+
+    name: str
+    weights: dict[str, float]
+    updated_at: datetime
+
+
+class RegistryNameOut(BaseModel):
+    """A model name: its versions (newest first), aliases and traffic split."""
+
+    name: str
+    versions: list[ModelOut]
+    aliases: dict[str, int]
+    traffic: dict[str, float] | None

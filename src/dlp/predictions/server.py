@@ -1,0 +1,405 @@
+"""The online-prediction engine: a byte-bounded cache of loaded models and a
+per-model micro-batcher that coalesces concurrent requests into one model call.
+
+Everything here runs on the event loop except reading a model's files and calling
+the model, which go to worker threads, so the loop never runs torch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+from anyio import CapacityLimiter
+from prometheus_client import Counter, Histogram
+
+from dlp.config import Settings
+from dlp.errors import ValidationError
+from dlp.ops.metrics import ApiMetrics
+from dlp.predictions.file_cache import FileCache, NullFileCache, create_model_file_cache
+from dlp.predictions.schemas import PredictResponse
+from dlp.registry import service as registry_service
+from dlp.registry.models import Model
+from dlp.storage import FileStore
+
+if TYPE_CHECKING:
+    from dlp.ml.inference import Prediction, Predictor
+    from dlp.ml.onnx_serving import EngineChoice
+
+L1 = "l1"
+# Model calls that may run at once across all models: more only fight over the cores.
+INFERENCE_THREADS = 2
+# Batches expected to take less than this run on the event loop, not in a thread.
+INLINE_BUDGET_SECONDS = 0.0005
+COST_SMOOTHING = 0.2
+
+PredictorLoader = Callable[[Model], "Predictor"]
+
+
+@dataclass(frozen=True)
+class ServingMetrics:
+    """The prometheus instruments the engine reports to."""
+
+    cache: Counter
+    batch_requests: Histogram
+    batch_rows: Histogram
+    queue_wait: Histogram
+
+
+@dataclass
+class _Entry:
+    predictor: Predictor
+    size_bytes: int
+
+
+class LoadedModelCache:
+    """Least-recently-used loaded models (L1), bounded by their total size in bytes.
+
+    Concurrent misses for one model share one load. The newest model is kept even
+    when it alone exceeds the budget, so an oversized model is not reloaded per request.
+    """
+
+    def __init__(self, capacity_bytes: int, loader: PredictorLoader, events: Counter) -> None:
+        self.capacity_bytes = capacity_bytes
+        self.loads = 0
+        self._loader = loader
+        self._events = events
+        self._items: OrderedDict[uuid.UUID, _Entry] = OrderedDict()
+        self._loading: dict[uuid.UUID, asyncio.Task[Predictor]] = {}
+        self._bytes = 0
+        # Only discard() may come from another thread (a sync endpoint).
+        self._lock = threading.Lock()
+
+    @property
+    def size_bytes(self) -> int:
+        """The total size of the models held."""
+        return self._bytes
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self._items
+
+    async def get_or_load(self, model: Model) -> Predictor:
+        """The loaded model, read and checked in a worker thread on a miss."""
+        with self._lock:
+            entry = self._items.get(model.id)
+            if entry is not None:
+                self._items.move_to_end(model.id)
+        if entry is not None:
+            self._events.labels(L1, "hit").inc()
+            return entry.predictor
+        self._events.labels(L1, "miss").inc()
+        task = self._loading.get(model.id)
+        if task is None:
+            task = asyncio.create_task(self._load(model), name=f"dlp-load-model-{model.id}")
+            self._loading[model.id] = task
+        # Shielded: a caller that goes away must not cancel the load the others await.
+        return await asyncio.shield(task)
+
+    async def _load(self, model: Model) -> Predictor:
+        this = asyncio.current_task()
+        try:
+            self.loads += 1
+            predictor = await anyio.to_thread.run_sync(self._loader, model)
+            with self._lock:
+                # Discarded while loading (deleted): serve the waiters but keep nothing.
+                if self._loading.get(model.id) is this:
+                    self._insert(model.id, _Entry(predictor, max(1, model.size_bytes)))
+            return predictor
+        finally:
+            with self._lock:
+                if self._loading.get(model.id) is this:
+                    del self._loading[model.id]
+
+    def _insert(self, model_id: uuid.UUID, entry: _Entry) -> None:
+        old = self._items.pop(model_id, None)
+        if old is not None:
+            self._bytes -= old.size_bytes
+        self._items[model_id] = entry
+        self._bytes += entry.size_bytes
+        while self._bytes > self.capacity_bytes and len(self._items) > 1:
+            _, evicted = self._items.popitem(last=False)
+            self._bytes -= evicted.size_bytes
+            self._events.labels(L1, "eviction").inc()
+
+    def discard(self, model_id: uuid.UUID) -> None:
+        """Forget a model, and any load of it in flight (after it was deleted)."""
+        with self._lock:
+            entry = self._items.pop(model_id, None)
+            if entry is not None:
+                self._bytes -= entry.size_bytes
+            self._loading.pop(model_id, None)
+
+
+@dataclass
+class _Request:
+    predictor: Predictor
+    inputs: Sequence[Any]
+    future: asyncio.Future[Prediction]
+    enqueued_at: float
+
+
+@dataclass
+class _ModelQueue:
+    requests: deque[_Request] = field(default_factory=deque)
+    rows: int = 0
+    full: asyncio.Future[None] | None = None
+
+
+class ModelServer:
+    """Answers predictions: L1 cache, then a per-model micro-batcher.
+
+    The first request to an idle model is dispatched at once; requests that arrive
+    while a batch of that model runs are coalesced into the next one, which waits
+    at most ``max_wait_s`` (from its oldest request's arrival) to fill ``max_rows``.
+    """
+
+    def __init__(
+        self,
+        store: FileStore,
+        metrics: ServingMetrics,
+        *,
+        cache_bytes: int,
+        max_batch_rows: int,
+        max_wait_s: float,
+        file_cache: FileCache | None = None,
+        engine: EngineChoice = "auto",
+        loader: PredictorLoader | None = None,
+    ) -> None:
+        self.store = store
+        self.file_cache: FileCache = file_cache or NullFileCache()
+        self.engine: EngineChoice = engine
+        self.metrics = metrics
+        self.max_batch_rows = max_batch_rows
+        self.max_wait_s = max_wait_s
+        self.cache = LoadedModelCache(cache_bytes, loader or self._load_predictor, metrics.cache)
+        self._queues: dict[uuid.UUID, _ModelQueue] = {}
+        self._drainers: set[asyncio.Task[None]] = set()
+        self._limiter = CapacityLimiter(INFERENCE_THREADS)
+        self._row_seconds: dict[uuid.UUID, float] = {}
+
+    def _load_predictor(self, model: Model) -> Predictor:
+        """L2 (Redis, when configured) else the store, digests checked either way; then
+        ONNX Runtime where it matches PyTorch (``DLP_SERVING_ENGINE``)."""
+        from dlp.ml.onnx_serving import load_serving_predictor
+
+        files = self.file_cache.get(model.id, model.files)
+        if files is None:
+            files = registry_service.load_model_files(self.store, model)
+            self.file_cache.put(model.id, files)
+        return load_serving_predictor(files, engine=self.engine)
+
+    async def predict(self, model: Model, inputs: list[Any]) -> PredictResponse:
+        """Run the model on ``inputs``, batched with other requests to the same model."""
+        predictor = await self.cache.get_or_load(model)
+        prediction = await self._submit(model.id, predictor, inputs)
+        return PredictResponse(
+            model_id=model.id,
+            model_version=model.version,
+            predictions=prediction.predictions,
+            probabilities=prediction.probabilities,
+            classes=model.classes,
+        )
+
+    def discard(self, model_id: uuid.UUID) -> None:
+        """Forget a loaded model (after it was deleted)."""
+        self.cache.discard(model_id)
+        self._row_seconds.pop(model_id, None)
+
+    async def warm(self, models: list[Model]) -> None:
+        """Load ``models`` into the L1 cache ahead of their first request."""
+        for model in models:
+            await self.cache.get_or_load(model)
+
+    async def _submit(
+        self, model_id: uuid.UUID, predictor: Predictor, inputs: Sequence[Any]
+    ) -> Prediction:
+        loop = asyncio.get_running_loop()
+        request = _Request(predictor, inputs, loop.create_future(), loop.time())
+        queue = self._queues.get(model_id)
+        if queue is None:
+            queue = self._queues[model_id] = _ModelQueue()
+            drainer = asyncio.create_task(self._drain(model_id, queue))
+            self._drainers.add(drainer)
+            drainer.add_done_callback(self._drainers.discard)
+        queue.requests.append(request)
+        queue.rows += len(inputs)
+        full = queue.full
+        if full is not None and not full.done() and queue.rows >= self.max_batch_rows:
+            full.set_result(None)
+        return await request.future
+
+    async def _drain(self, model_id: uuid.UUID, queue: _ModelQueue) -> None:
+        """Run the model's queued requests batch by batch until none are left."""
+        loop = asyncio.get_running_loop()
+        try:
+            first = True
+            while queue.requests:
+                if not first:
+                    await self._wait_for_more(queue, loop)
+                first = False
+                batch = self._take_batch(queue)
+                if batch:
+                    await self._run_batch(model_id, batch, loop)
+        finally:
+            # No await between the last check and here: a new request starts a new drainer.
+            if self._queues.get(model_id) is queue:
+                del self._queues[model_id]
+
+    async def _wait_for_more(self, queue: _ModelQueue, loop: asyncio.AbstractEventLoop) -> None:
+        remaining = queue.requests[0].enqueued_at + self.max_wait_s - loop.time()
+        if remaining <= 0 or queue.rows >= self.max_batch_rows:
+            return
+        queue.full = loop.create_future()
+        try:
+            await asyncio.wait([queue.full], timeout=remaining)
+        finally:
+            queue.full = None
+
+    def _take_batch(self, queue: _ModelQueue) -> list[_Request]:
+        """The oldest requests for one predictor, up to the row limit (at least one)."""
+        batch: list[_Request] = []
+        rows = 0
+        while queue.requests:
+            request = queue.requests[0]
+            if request.future.done():  # the caller went away
+                queue.requests.popleft()
+                queue.rows -= len(request.inputs)
+                continue
+            if batch and (
+                request.predictor is not batch[0].predictor
+                or rows + len(request.inputs) > self.max_batch_rows
+            ):
+                break
+            queue.requests.popleft()
+            queue.rows -= len(request.inputs)
+            batch.append(request)
+            rows += len(request.inputs)
+        return batch
+
+    async def _predict(
+        self, model_id: uuid.UUID, predictor: Predictor, inputs: Sequence[Any]
+    ) -> Prediction:
+        """Run one batch: on the event loop when this model's measured cost says it takes
+        well under a millisecond (a thread hop would cost more than the work), else in a
+        worker thread so the loop keeps serving."""
+        per_row = self._row_seconds.get(model_id)
+        if per_row is not None and per_row * len(inputs) <= INLINE_BUDGET_SECONDS:
+            prediction, seconds = _timed_predict(predictor, inputs)
+        else:
+            prediction, seconds = await anyio.to_thread.run_sync(
+                _timed_predict, predictor, inputs, limiter=self._limiter
+            )
+        measured = seconds / max(1, len(inputs))
+        self._row_seconds[model_id] = (
+            measured
+            if per_row is None
+            else (1 - COST_SMOOTHING) * per_row + COST_SMOOTHING * measured
+        )
+        return prediction
+
+    async def _run_batch(
+        self, model_id: uuid.UUID, batch: list[_Request], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        started = loop.time()
+        for request in batch:
+            self.metrics.queue_wait.observe(started - request.enqueued_at)
+        self.metrics.batch_requests.observe(len(batch))
+        predictor = batch[0].predictor
+        if len(batch) == 1:
+            inputs = batch[0].inputs
+        else:
+            inputs = [row for request in batch for row in request.inputs]
+        self.metrics.batch_rows.observe(len(inputs))
+        try:
+            prediction = await self._predict(model_id, predictor, inputs)
+        except ValidationError as exc:
+            if len(batch) == 1:
+                _settle(batch[0].future, exc)
+                return
+            # Row numbers in the error are the batch's: re-run each request alone so
+            # the bad one gets its own message and the others still succeed.
+            results = await anyio.to_thread.run_sync(
+                _predict_each, predictor, [r.inputs for r in batch], limiter=self._limiter
+            )
+            for request, result in zip(batch, results, strict=True):
+                _settle(request.future, result)
+            return
+        except Exception as exc:  # every waiting caller gets the error
+            for request in batch:
+                _settle(request.future, exc)
+            return
+        if len(batch) == 1:
+            _settle(batch[0].future, prediction)
+            return
+        for request, part in zip(batch, _split(prediction, batch), strict=True):
+            _settle(request.future, part)
+
+
+def _timed_predict(predictor: Predictor, inputs: Sequence[Any]) -> tuple[Prediction, float]:
+    started = time.perf_counter()
+    prediction = predictor.predict(inputs)
+    return prediction, time.perf_counter() - started
+
+
+def _predict_each(
+    predictor: Predictor, inputs: list[Sequence[Any]]
+) -> list[Prediction | Exception]:
+    results: list[Prediction | Exception] = []
+    for one in inputs:
+        try:
+            results.append(predictor.predict(one))
+        except Exception as exc:  # handed to that request's caller
+            results.append(exc)
+    return results
+
+
+def _split(prediction: Prediction, batch: list[_Request]) -> list[Prediction]:
+    from dlp.ml.inference import Prediction
+
+    parts = []
+    start = 0
+    for request in batch:
+        end = start + len(request.inputs)
+        probabilities = prediction.probabilities
+        parts.append(
+            Prediction(
+                predictions=prediction.predictions[start:end],
+                probabilities=None if probabilities is None else probabilities[start:end],
+            )
+        )
+        start = end
+    return parts
+
+
+def _settle(future: asyncio.Future[Prediction], result: Prediction | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+def build_model_server(store: FileStore, settings: Settings, metrics: ApiMetrics) -> ModelServer:
+    """The process's model server, sized by ``settings`` and reporting to ``metrics``."""
+    return ModelServer(
+        store,
+        ServingMetrics(
+            cache=metrics.model_cache,
+            batch_requests=metrics.serving_batch_requests,
+            batch_rows=metrics.serving_batch_rows,
+            queue_wait=metrics.serving_queue_wait,
+        ),
+        cache_bytes=settings.model_cache_mb * 1024 * 1024,
+        max_batch_rows=settings.serving_max_batch_rows,
+        max_wait_s=settings.serving_max_wait_ms / 1000,
+        file_cache=create_model_file_cache(settings, metrics.model_cache),
+        engine=settings.serving_engine,
+    )
