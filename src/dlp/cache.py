@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -49,3 +50,33 @@ class TTLCache(Generic[K, V]):
         with self._lock:
             for key in [key for key in self._items if matches(key)]:
                 del self._items[key]
+
+
+class SingleFlightCache(TTLCache[K, V]):
+    """A :class:`TTLCache` for an event loop whose misses load once: requests that miss
+    the same key while it loads wait for that one load (no stampede when an entry
+    expires under load)."""
+
+    def __init__(self, ttl_seconds: float, max_entries: int = 10_000) -> None:
+        super().__init__(ttl_seconds, max_entries)
+        self._loading: dict[K, asyncio.Task[V]] = {}
+
+    async def get_or_load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        """The cached value, else the result of ``load()`` (shared with concurrent misses)."""
+        value = self.get(key)
+        if value is not None:
+            return value
+        task = self._loading.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._load(key, load))
+            self._loading[key] = task
+        # Shielded: one caller going away must not cancel the load the others await.
+        return await asyncio.shield(task)
+
+    async def _load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        try:
+            value = await load()
+            self.put(key, value)
+            return value
+        finally:
+            self._loading.pop(key, None)

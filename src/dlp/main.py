@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import dlp
 from dlp.auth.router import router as auth_router
-from dlp.cache import TTLCache
+from dlp.cache import SingleFlightCache
 from dlp.config import Settings, get_settings
 from dlp.datasets.router import router as datasets_router
 from dlp.errors import DLPError, RateLimitedError, is_transient
@@ -125,7 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         app.state.platform = platform
         app.state.model_server = build_model_server(platform.store, settings, metrics)
-        app.state.credential_cache = TTLCache(settings.serving_lookup_cache_seconds)
+        app.state.credential_cache = SingleFlightCache(settings.serving_lookup_cache_seconds)
         app.state.serving_directory = ServingDirectory(
             platform, settings.serving_lookup_cache_seconds
         )
@@ -148,17 +148,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.metrics = metrics
     install_error_handlers(app)
+    # Routes are matched in this order: the prediction paths, the hottest, come first.
     for router in (
-        ops_router,
-        auth_router,
-        datasets_router,
-        training_router,
-        events_router,
         models_router,
         registry_router,
         mlflow_router,
         v2_router,
         stream_router,
+        ops_router,
+        auth_router,
+        datasets_router,
+        training_router,
+        events_router,
         admin_router,
     ):
         app.include_router(router)

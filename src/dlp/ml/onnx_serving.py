@@ -139,9 +139,12 @@ def parity_samples(data_kind: DataKind, spec: InputSpec) -> list[Tensor]:
 def _onnx_session(graph: bytes) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Match PyTorch's own thread budget: the process already chose it for this machine.
-    options.intra_op_num_threads = max(1, torch.get_num_threads())
+    # One thread per call, and no spinning: a serving process runs many small calls at
+    # once (concurrent batches), and idle ORT threads that spin burn the cores those
+    # calls and the event loop need.
+    options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(graph, sess_options=options, providers=["CPUExecutionProvider"])
 
 

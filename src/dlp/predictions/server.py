@@ -1,18 +1,18 @@
-"""The online-prediction engine: a byte-bounded cache of loaded models and a
-per-model micro-batcher that coalesces concurrent requests into one model call.
+"""The online-prediction engine: a per-model micro-batcher that coalesces concurrent
+requests into one model call, over the loaded-model cache of ``model_cache``.
 
-Everything here runs on the event loop except reading a model's files and calling
-the model, which go to worker threads, so the loop never runs torch.
+Everything here runs on the event loop except reading a model's files and calling the
+model on batches measured to take more than a couple of milliseconds, which go to
+worker threads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
-from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from dlp.config import Settings
 from dlp.errors import ValidationError
 from dlp.ops.metrics import ApiMetrics
 from dlp.predictions.file_cache import FileCache, NullFileCache, create_model_file_cache
+from dlp.predictions.model_cache import LoadedModelCache, PredictorLoader
 from dlp.predictions.schemas import PredictResponse
 from dlp.registry import service as registry_service
 from dlp.registry.models import Model
@@ -33,14 +34,11 @@ if TYPE_CHECKING:
     from dlp.ml.inference import Prediction, Predictor
     from dlp.ml.onnx_serving import EngineChoice
 
-L1 = "l1"
 # Model calls that may run at once across all models: more only fight over the cores.
 INFERENCE_THREADS = 2
 # Batches expected to take less than this run on the event loop, not in a thread.
-INLINE_BUDGET_SECONDS = 0.0005
+INLINE_BUDGET_SECONDS = 0.002
 COST_SMOOTHING = 0.2
-
-PredictorLoader = Callable[[Model], "Predictor"]
 
 
 @dataclass(frozen=True)
@@ -51,90 +49,6 @@ class ServingMetrics:
     batch_requests: Histogram
     batch_rows: Histogram
     queue_wait: Histogram
-
-
-@dataclass
-class _Entry:
-    predictor: Predictor
-    size_bytes: int
-
-
-class LoadedModelCache:
-    """Least-recently-used loaded models (L1), bounded by their total size in bytes.
-
-    Concurrent misses for one model share one load. The newest model is kept even
-    when it alone exceeds the budget, so an oversized model is not reloaded per request.
-    """
-
-    def __init__(self, capacity_bytes: int, loader: PredictorLoader, events: Counter) -> None:
-        self.capacity_bytes = capacity_bytes
-        self.loads = 0
-        self._loader = loader
-        self._events = events
-        self._items: OrderedDict[uuid.UUID, _Entry] = OrderedDict()
-        self._loading: dict[uuid.UUID, asyncio.Task[Predictor]] = {}
-        self._bytes = 0
-        # Only discard() may come from another thread (a sync endpoint).
-        self._lock = threading.Lock()
-
-    @property
-    def size_bytes(self) -> int:
-        """The total size of the models held."""
-        return self._bytes
-
-    def __contains__(self, model_id: object) -> bool:
-        return model_id in self._items
-
-    async def get_or_load(self, model: Model) -> Predictor:
-        """The loaded model, read and checked in a worker thread on a miss."""
-        with self._lock:
-            entry = self._items.get(model.id)
-            if entry is not None:
-                self._items.move_to_end(model.id)
-        if entry is not None:
-            self._events.labels(L1, "hit").inc()
-            return entry.predictor
-        self._events.labels(L1, "miss").inc()
-        task = self._loading.get(model.id)
-        if task is None:
-            task = asyncio.create_task(self._load(model), name=f"dlp-load-model-{model.id}")
-            self._loading[model.id] = task
-        # Shielded: a caller that goes away must not cancel the load the others await.
-        return await asyncio.shield(task)
-
-    async def _load(self, model: Model) -> Predictor:
-        this = asyncio.current_task()
-        try:
-            self.loads += 1
-            predictor = await anyio.to_thread.run_sync(self._loader, model)
-            with self._lock:
-                # Discarded while loading (deleted): serve the waiters but keep nothing.
-                if self._loading.get(model.id) is this:
-                    self._insert(model.id, _Entry(predictor, max(1, model.size_bytes)))
-            return predictor
-        finally:
-            with self._lock:
-                if self._loading.get(model.id) is this:
-                    del self._loading[model.id]
-
-    def _insert(self, model_id: uuid.UUID, entry: _Entry) -> None:
-        old = self._items.pop(model_id, None)
-        if old is not None:
-            self._bytes -= old.size_bytes
-        self._items[model_id] = entry
-        self._bytes += entry.size_bytes
-        while self._bytes > self.capacity_bytes and len(self._items) > 1:
-            _, evicted = self._items.popitem(last=False)
-            self._bytes -= evicted.size_bytes
-            self._events.labels(L1, "eviction").inc()
-
-    def discard(self, model_id: uuid.UUID) -> None:
-        """Forget a model, and any load of it in flight (after it was deleted)."""
-        with self._lock:
-            entry = self._items.pop(model_id, None)
-            if entry is not None:
-                self._bytes -= entry.size_bytes
-            self._loading.pop(model_id, None)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 import dlp
 from dlp.db import session_scope
-from dlp.dependencies import PlatformDep, ServingPrincipal
+from dlp.dependencies import SERVING_SECURITY, PlatformDep, ServingPrincipal
 from dlp.protocols import kserve, mlflow
 from dlp.registry import service, serving
 
@@ -66,7 +66,7 @@ async def _metadata(
     return await run_in_threadpool(read)
 
 
-@v2_router.get("/models/{name}")
+@v2_router.get("/models/{name}", openapi_extra=SERVING_SECURITY)
 async def model_metadata(
     name: ModelName, platform: PlatformDep, principal: ServingPrincipal
 ) -> kserve.ModelMetadata:
@@ -74,7 +74,7 @@ async def model_metadata(
     return await _metadata(platform, principal, name, None)
 
 
-@v2_router.get("/models/{name}/versions/{version}")
+@v2_router.get("/models/{name}/versions/{version}", openapi_extra=SERVING_SECURITY)
 async def version_metadata(
     name: ModelName, version: Version, platform: PlatformDep, principal: ServingPrincipal
 ) -> kserve.ModelMetadata:
@@ -82,7 +82,7 @@ async def version_metadata(
     return await _metadata(platform, principal, name, version)
 
 
-@v2_router.get("/models/{name}/ready")
+@v2_router.get("/models/{name}/ready", openapi_extra=SERVING_SECURITY)
 async def model_ready(
     name: ModelName, request: Request, principal: ServingPrincipal
 ) -> dict[str, object]:
@@ -91,7 +91,7 @@ async def model_ready(
     return {"name": name, "ready": True, "version": str(model.version)}
 
 
-@v2_router.get("/models/{name}/versions/{version}/ready")
+@v2_router.get("/models/{name}/versions/{version}/ready", openapi_extra=SERVING_SECURITY)
 async def version_ready(
     name: ModelName, version: Version, request: Request, principal: ServingPrincipal
 ) -> dict[str, object]:
@@ -119,13 +119,15 @@ async def _infer(
 
 
 # The bodies are read by hand: JSON, or JSON followed by binary tensor data.
-@v2_router.post("/models/{name}/infer", openapi_extra=INFER_BODY)
+@v2_router.post("/models/{name}/infer", openapi_extra=INFER_BODY | SERVING_SECURITY)
 async def infer(name: ModelName, request: Request, principal: ServingPrincipal) -> Response:
     """Inference on the version that serves ``name`` (traffic split, else ``production``)."""
     return await _infer(request, principal, name, None)
 
 
-@v2_router.post("/models/{name}/versions/{version}/infer", openapi_extra=INFER_BODY)
+@v2_router.post(
+    "/models/{name}/versions/{version}/infer", openapi_extra=INFER_BODY | SERVING_SECURITY
+)
 async def infer_version(
     name: ModelName, version: Version, request: Request, principal: ServingPrincipal
 ) -> Response:
@@ -133,7 +135,7 @@ async def infer_version(
     return await _infer(request, principal, name, version)
 
 
-@mlflow_router.post("/{name}/invocations")
+@mlflow_router.post("/{name}/invocations", openapi_extra=SERVING_SECURITY)
 async def invocations(
     name: ModelName, request: Request, principal: ServingPrincipal
 ) -> JSONResponse:

@@ -6,7 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Request, Response, status
 
-from dlp.dependencies import CurrentPrincipal, ServingPrincipal, SessionDep, WriterPrincipal
+from dlp.dependencies import (
+    SERVING_SECURITY,
+    CurrentPrincipal,
+    ServingPrincipal,
+    SessionDep,
+    WriterPrincipal,
+)
 from dlp.predictions.schemas import PredictRequest, PredictResponse
 from dlp.registry import service, serving
 from dlp.registry.schemas import AliasIn, AliasOut, RegistryNameOut, TrafficOut
@@ -84,7 +90,7 @@ def delete_traffic(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{name}/predict")
+@router.post("/{name}/predict", openapi_extra=SERVING_SECURITY)
 async def predict(
     name: ModelName, body: PredictRequest, request: Request, principal: ServingPrincipal
 ) -> PredictResponse:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from dlp.dependencies import (
+    SERVING_SECURITY,
     CurrentPrincipal,
     ServingPrincipal,
     SessionDep,
@@ -50,7 +51,7 @@ def get_model(model_id: uuid.UUID, session: SessionDep, principal: CurrentPrinci
     return service.to_out(service.get_model_or_raise(session, principal, model_id))
 
 
-@router.post("/{model_id}/predict")
+@router.post("/{model_id}/predict", openapi_extra=SERVING_SECURITY)
 async def predict(
     model_id: uuid.UUID,
     body: PredictRequest,

@@ -15,7 +15,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from dlp.auth.service import Principal
-from dlp.cache import TTLCache
+from dlp.cache import SingleFlightCache
 from dlp.db import session_scope
 from dlp.platform import Platform
 from dlp.predictions.schemas import PredictResponse
@@ -31,19 +31,21 @@ class ServingDirectory:
 
     def __init__(self, platform: Platform, ttl_seconds: float) -> None:
         self.platform = platform
-        self._models: TTLCache[tuple[uuid.UUID, Any], Model] = TTLCache(ttl_seconds)
-        self._weights: TTLCache[tuple[uuid.UUID, str], dict[int, float]] = TTLCache(ttl_seconds)
+        self._models: SingleFlightCache[tuple[uuid.UUID, Any], Model] = SingleFlightCache(
+            ttl_seconds
+        )
+        self._weights: SingleFlightCache[tuple[uuid.UUID, str], dict[int, float]] = (
+            SingleFlightCache(ttl_seconds)
+        )
 
     async def by_id(self, principal: Principal, model_id: uuid.UUID) -> Model:
         """The organization's model version ``model_id`` (404 if it is not theirs)."""
-        key = (principal.organization_id, model_id)
-        model = self._models.get(key)
-        if model is None:
-            model = await self._read(
+        return await self._models.get_or_load(
+            (principal.organization_id, model_id),
+            lambda: self._read(
                 lambda session: service.get_model_or_raise(session, principal, model_id)
-            )
-            self._models.put(key, model)
-        return model
+            ),
+        )
 
     async def by_name(
         self, principal: Principal, name: str, *, version: int | None = None
@@ -52,22 +54,20 @@ class ServingDirectory:
         from the traffic split or the ``production`` alias."""
         organization_id = principal.organization_id
         if version is None:
-            weights = self._weights.get((organization_id, name))
-            if weights is None:
-                weights = await self._read(
+            weights = await self._weights.get_or_load(
+                (organization_id, name),
+                lambda: self._read(
                     lambda session: service.serving_weights(session, principal, name)
-                )
-                self._weights.put((organization_id, name), weights)
-            version = service.pick_version(weights)
-        key = (organization_id, (name, version))
-        model = self._models.get(key)
-        if model is None:
-            chosen = version
-            model = await self._read(
-                lambda session: service.version_or_raise(session, principal, name, chosen)
+                ),
             )
-            self._models.put(key, model)
-        return model
+            version = service.pick_version(weights)
+        chosen = version
+        return await self._models.get_or_load(
+            (organization_id, (name, chosen)),
+            lambda: self._read(
+                lambda session: service.version_or_raise(session, principal, name, chosen)
+            ),
+        )
 
     def forget(self, organization_id: uuid.UUID, *, name: str | None = None) -> None:
         """Drop what this process cached about ``name`` (or all of the organization's
