@@ -103,21 +103,3 @@ class ServiceUnavailableError(DLPError):
 
     status_code = 503
     code = "service_unavailable"
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for faults that pass by themselves: a database, broker or store briefly away.
-
-    Worth a retry with backoff; everything else (bad data, bad config, bugs) is not.
-    """
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
-    if isinstance(exc, ServiceUnavailableError | OperationalError | InterfaceError):
-        return True
-    if isinstance(exc, DBAPIError):
-        return bool(exc.connection_invalidated)
-    return isinstance(
-        exc, ConnectionError | TimeoutError | RedisConnectionError | RedisTimeoutError
-    )

@@ -19,8 +19,9 @@ from dlp.auth.router import router as auth_router
 from dlp.cache import SingleFlightCache
 from dlp.config import Settings, get_settings
 from dlp.datasets.router import router as datasets_router
-from dlp.errors import DLPError, RateLimitedError, is_transient
+from dlp.errors import DLPError, RateLimitedError
 from dlp.events.router import router as events_router
+from dlp.faults import is_transient
 from dlp.migrate import is_up_to_date
 from dlp.ops.metrics import ApiMetrics
 from dlp.ops.middleware import RequestContextMiddleware

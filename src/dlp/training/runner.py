@@ -17,8 +17,9 @@ import structlog
 from dlp.config import Settings
 from dlp.datasets import service as dataset_service
 from dlp.db import session_scope, utcnow
-from dlp.errors import DLPError, is_transient
+from dlp.errors import DLPError
 from dlp.events.payloads import log_event, status_event
+from dlp.faults import is_transient
 from dlp.ml.artifact import RunOptions, TrainedModel, train_tabular
 from dlp.ml.config import TrainingConfig, model_config_adapter
 from dlp.ml.device import resolve_device
