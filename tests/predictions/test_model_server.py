@@ -22,9 +22,10 @@ from dlp.registry.models import Model
 class DoublingPredictor:
     """Predicts 2x each number; a non-number is a ValidationError naming its index."""
 
-    def __init__(self, gate: threading.Event | None = None) -> None:
+    def __init__(self, gate: threading.Event | None = None, resident_bytes: int = 100) -> None:
         self.gate = gate
         self.calls: list[int] = []
+        self.resident_bytes = resident_bytes
 
     def predict(self, inputs: Sequence[Any]) -> Prediction:
         if self.gate is not None:
@@ -54,7 +55,7 @@ def make_server(
     def loader(model: Model) -> Any:
         time.sleep(load_seconds)
         loaded.append(model.id)
-        return predictor or DoublingPredictor()
+        return predictor or DoublingPredictor(resident_bytes=model.size_bytes)
 
     server = ModelServer(
         None,  # type: ignore[arg-type]  # the loader reads no files
@@ -220,6 +221,8 @@ def test_a_bad_request_fails_alone_with_its_own_row_numbers() -> None:
 
 def test_other_errors_reach_every_request_of_the_batch() -> None:
     class Broken:
+        resident_bytes = 100
+
         def predict(self, inputs: Sequence[Any]) -> Prediction:
             raise RuntimeError("boom")
 

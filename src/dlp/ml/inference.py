@@ -106,3 +106,9 @@ class Predictor:
         """The network's raw outputs for one batch of encoded features."""
         outputs: Tensor = self._network(features)
         return outputs
+
+    @property
+    def resident_bytes(self) -> int:
+        """Memory the loaded model holds: its network's parameters and buffers."""
+        tensors = [*self._network.parameters(), *self._network.buffers()]
+        return sum(tensor.nbytes for tensor in tensors)

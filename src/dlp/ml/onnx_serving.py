@@ -6,6 +6,11 @@ when their outputs agree within ``PARITY_TOLERANCE``; otherwise (or when export
 or the session fails) the PyTorch predictor is returned and the reason logged.
 Encoding inputs and decoding outputs are the same code either way: only the
 network call differs.
+
+A model quantized to int8 (``quantize_dynamic_int8``, file ``INT8_FILE``) may be
+served from that graph instead, an explicit opt-in: its outputs move by far more
+than the tolerance, so no parity check applies and its accuracy change is measured
+on the validation split when it is made (``dlp.ml.quantize``).
 """
 
 from __future__ import annotations
@@ -30,9 +35,11 @@ from dlp.ml.export import export_model
 from dlp.ml.inference import Predictor, ServingEngine
 
 __all__ = [
+    "INT8_FILE",
     "PARITY_TOLERANCE",
     "EngineChoice",
     "OnnxRuntimePredictor",
+    "int8_predictor",
     "load_serving_predictor",
     "parity_samples",
     "quantize_dynamic_int8",
@@ -42,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 EngineChoice = Literal["auto", "onnx", "torch"]
 PARITY_TOLERANCE = 1e-4
+INT8_FILE = "model.int8.onnx"
 PARITY_SEED = 0
 PARITY_TEXT_LENGTHS = (1, 5, 8)
 """Token counts unlike the export's example (16) and within the smallest max_length (8)."""
@@ -52,7 +60,9 @@ class OnnxRuntimePredictor(Predictor):
 
     engine: ClassVar[ServingEngine] = "onnxruntime"
 
-    def __init__(self, predictor: Predictor, session: ort.InferenceSession) -> None:
+    def __init__(
+        self, predictor: Predictor, session: ort.InferenceSession, *, graph_bytes: int
+    ) -> None:
         super().__init__(
             network=predictor.network,
             encoder=predictor._encoder,
@@ -61,7 +71,13 @@ class OnnxRuntimePredictor(Predictor):
             metrics=predictor.metrics,
         )
         self._session = session
+        self._graph_bytes = graph_bytes
         self._input_name: str = session.get_inputs()[0].name
+
+    @property
+    def resident_bytes(self) -> int:
+        """The PyTorch network (kept for export and encoding) plus the ONNX graph."""
+        return super().resident_bytes + self._graph_bytes
 
     def run_network(self, features: Tensor) -> Tensor:
         """The ONNX graph's outputs for one batch of encoded features."""
@@ -70,14 +86,24 @@ class OnnxRuntimePredictor(Predictor):
 
 
 def load_serving_predictor(
-    files: Mapping[str, bytes], *, engine: EngineChoice = "auto"
+    files: Mapping[str, bytes], *, engine: EngineChoice = "auto", int8: bool = False
 ) -> Predictor:
     """A predictor for serving: ONNX Runtime when it matches PyTorch, else PyTorch.
 
     ``"auto"`` falls back to PyTorch (logged) when export, the session or the parity
     check fails; ``"onnx"`` raises DLPError instead; ``"torch"`` never tries ONNX.
+    ``int8`` serves the quantized graph in ``INT8_FILE`` whatever ``engine`` says.
     """
     predictor = load_predictor(files)
+    if int8:
+        graph = files.get(INT8_FILE)
+        if graph is None:
+            raise DLPError(f"the model has no {INT8_FILE}; quantize it first")
+        logger.info(
+            "serving %s model's int8 variant with ONNX Runtime (no parity check)",
+            predictor.model_type,
+        )
+        return int8_predictor(predictor, graph)
     if engine == "torch":
         return predictor
     candidate, reason = _onnx_predictor(files, predictor)
@@ -106,6 +132,15 @@ def quantize_dynamic_int8(graph: bytes) -> bytes:
             weight_type=QuantType.QInt8,
         )
         return target.read_bytes()
+
+
+def int8_predictor(predictor: Predictor, graph: bytes) -> OnnxRuntimePredictor:
+    """``predictor`` answering through a quantized graph; DLPError if ORT cannot load it."""
+    try:
+        session = _onnx_session(graph)
+    except Exception as exc:  # ONNX Runtime raises many unrelated types
+        raise DLPError(f"cannot load the int8 graph: {type(exc).__name__}: {exc}") from exc
+    return OnnxRuntimePredictor(predictor, session, graph_bytes=len(graph))
 
 
 def parity_samples(data_kind: DataKind, spec: InputSpec) -> list[Tensor]:
@@ -153,8 +188,8 @@ def _onnx_predictor(
 ) -> tuple[OnnxRuntimePredictor | None, str]:
     """The ONNX Runtime predictor if it passes the parity check, and why (not)."""
     try:
-        session = _onnx_session(export_model(files, "onnx"))
-        candidate = OnnxRuntimePredictor(predictor, session)
+        graph = export_model(files, "onnx")
+        candidate = OnnxRuntimePredictor(predictor, _onnx_session(graph), graph_bytes=len(graph))
         difference = _max_output_difference(predictor, candidate, read_manifest(files).data_kind)
     except Exception as exc:  # exporters and ONNX Runtime raise many unrelated types
         return None, f"ONNX export or session failed: {type(exc).__name__}: {exc}"

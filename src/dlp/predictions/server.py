@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
+import structlog
 from anyio import CapacityLimiter
 from prometheus_client import Counter, Histogram
 
@@ -33,6 +34,8 @@ from dlp.storage import FileStore
 if TYPE_CHECKING:
     from dlp.ml.inference import Prediction, Predictor
     from dlp.ml.onnx_serving import EngineChoice
+
+log = structlog.get_logger(__name__)
 
 # Model calls that may run at once across all models: more only fight over the cores.
 INFERENCE_THREADS = 2
@@ -100,19 +103,37 @@ class ModelServer:
 
     def _load_predictor(self, model: Model) -> Predictor:
         """L2 (Redis, when configured) else the store, digests checked either way; then
-        ONNX Runtime where it matches PyTorch (``DLP_SERVING_ENGINE``)."""
+        ONNX Runtime where it matches PyTorch (``DLP_SERVING_ENGINE``), or the int8 graph
+        when the version serves its quantized variant."""
         from dlp.ml.onnx_serving import load_serving_predictor
 
         files = self.file_cache.get(model.id, model.files)
         if files is None:
             files = registry_service.load_model_files(self.store, model)
             self.file_cache.put(model.id, files)
-        return load_serving_predictor(files, engine=self.engine)
+        int8 = model.serving_variant == "int8"
+        predictor = load_serving_predictor(files, engine=self.engine, int8=int8)
+        log.info(
+            "serving.model_loaded",
+            model_id=str(model.id),
+            version=model.version,
+            variant=model.serving_variant,
+            engine=predictor.engine,
+        )
+        return predictor
 
     async def predict(self, model: Model, inputs: list[Any]) -> PredictResponse:
         """Run the model on ``inputs``, batched with other requests to the same model."""
         predictor = await self.cache.get_or_load(model)
         prediction = await self._submit(model.id, predictor, inputs)
+        if model.serving_variant == "int8":
+            # An explicit opt-in whose answers differ from the trained network's: say so.
+            log.info(
+                "prediction.int8_variant",
+                model_id=str(model.id),
+                version=model.version,
+                rows=len(inputs),
+            )
         return PredictResponse(
             model_id=model.id,
             model_version=model.version,

@@ -44,6 +44,10 @@ class Model(UUIDPrimaryKey, CreatedAt, Base):
     file_prefix: Mapped[str] = mapped_column(String(500))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     dlp_version: Mapped[str] = mapped_column(String(20))
+    quantization: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    """The int8 report (``QuantizationOut``), or None before quantization."""
+    serving_variant: Mapped[str] = mapped_column(String(10), default="fp32")
+    """``fp32`` (the trained network) or ``int8`` (its quantized graph) answers predictions."""
 
 
 class ModelAlias(Base):

@@ -1,4 +1,4 @@
-"""Model endpoints: list, read, download, delete, predict."""
+"""Model endpoints: list, read, download, delete, predict, quantize, choose the serving variant."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from dlp.dependencies import (
 )
 from dlp.predictions.schemas import PredictRequest, PredictResponse
 from dlp.predictions.server import ModelServer
-from dlp.registry import service, serving
-from dlp.registry.schemas import ModelOut
+from dlp.registry import quantization, service, serving
+from dlp.registry.schemas import ModelOut, ServingIn
 from dlp.schemas import Page, PageParams, page_params
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
@@ -109,3 +109,41 @@ def delete_model(
     server.discard(model_id)
     serving.directory(request).forget(principal.organization_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{model_id}/quantize")
+def quantize_model(
+    model_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    store: StoreDep,
+    server: ModelServerDep,
+    principal: WriterPrincipal,
+) -> ModelOut:
+    """Make the version's int8 variant (dynamic quantization of MatMul/Gemm weights) and
+    report its validation metric before and after, on up to 50,000 validation rows.
+
+    Quantizing again replaces the earlier int8 file and report. 409 when the version's
+    dataset was deleted; 422 when the model cannot be exported to ONNX.
+    """
+    model = quantization.quantize_model_version(session, store, principal, model_id)
+    server.discard(model_id)
+    serving.directory(request).forget(principal.organization_id)
+    return service.to_out(model)
+
+
+@router.put("/{model_id}/serving")
+def set_serving_variant(
+    model_id: uuid.UUID,
+    body: ServingIn,
+    request: Request,
+    session: SessionDep,
+    server: ModelServerDep,
+    principal: WriterPrincipal,
+) -> ModelOut:
+    """Answer the version's predictions with its ``fp32`` network or its ``int8`` graph
+    (409 before it was quantized). The int8 graph skips the fp32 parity check."""
+    model = quantization.set_serving_variant(session, principal, model_id, body.variant)
+    server.discard(model_id)
+    serving.directory(request).forget(principal.organization_id)
+    return service.to_out(model)

@@ -4,9 +4,25 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+ServingVariant = Literal["fp32", "int8"]
+
+
+class QuantizationOut(BaseModel):
+    """How the int8 variant scores against the trained (fp32) model on its validation rows."""
+
+    mode: Literal["int8"]
+    metric: Literal["val_accuracy", "val_rmse"]
+    before: float
+    after: float
+    change: float = Field(description="after - before: up is better accuracy but worse RMSE.")
+    validation_rows: int = Field(description="Validation rows scored (at most 50,000).")
+    size_bytes_fp32: int = Field(description="Size of the fp32 ONNX graph.")
+    size_bytes_int8: int = Field(description="Size of the int8 ONNX graph.")
+    created_at: datetime
 
 
 class ModelOut(BaseModel):
@@ -31,6 +47,20 @@ class ModelOut(BaseModel):
     size_bytes: int
     dlp_version: str
     created_at: datetime
+    quantization: QuantizationOut | None = Field(
+        default=None, description="The int8 variant's report; null before quantization."
+    )
+    serving_variant: ServingVariant = Field(
+        default="fp32", description="Which variant answers predictions."
+    )
+
+
+class ServingIn(BaseModel):
+    """Which variant of a model version answers its predictions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    variant: ServingVariant
 
 
 ALIAS_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"

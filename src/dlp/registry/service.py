@@ -25,6 +25,7 @@ from dlp.registry.schemas import (
     ALIAS_PATTERN,
     MAX_TRAFFIC_VERSIONS,
     ModelOut,
+    QuantizationOut,
     RegistryNameOut,
 )
 from dlp.storage import FileStore
@@ -146,6 +147,12 @@ def to_out(model: Model) -> ModelOut:
         size_bytes=model.size_bytes,
         dlp_version=model.dlp_version,
         created_at=model.created_at,
+        quantization=(
+            None
+            if model.quantization is None
+            else QuantizationOut.model_validate(model.quantization)
+        ),
+        serving_variant=model.serving_variant,
     )
 
 
