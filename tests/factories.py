@@ -75,10 +75,14 @@ def upload(
 
 
 def upload_ok(
-    client: TestClient, account: Account, content: bytes, filename: str = "data.csv"
+    client: TestClient,
+    account: Account,
+    content: bytes,
+    filename: str = "data.csv",
+    **fields: str,
 ) -> dict[str, Any]:
     """Upload and insist on 201."""
-    response = upload(client, account, content, filename)
+    response = upload(client, account, content, filename, **fields)
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -95,11 +99,13 @@ def wait_for_job(
     *,
     timeout: float = 180,
     until: set[str] = TERMINAL,
+    collection: str = "/api/v1/training/jobs",
 ) -> dict[str, Any]:
-    """Poll a job until its status is in ``until``."""
+    """Poll a job (of ``collection``: training jobs unless told) until its status is in
+    ``until``."""
     deadline = time.monotonic() + timeout
     while True:
-        job = client.get(f"/api/v1/training/jobs/{job_id}", headers=account.headers).json()
+        job = client.get(f"{collection}/{job_id}", headers=account.headers).json()
         if job["status"] in until:
             return job
         if time.monotonic() > deadline:

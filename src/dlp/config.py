@@ -87,6 +87,13 @@ class Settings(BaseSettings):
         "lookup (alias, traffic and role changes reach other API processes within this).",
     )
     worker_concurrency: int = Field(default=1, gt=0)
+    batch_chunk_rows: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Rows a batch prediction reads, predicts and writes at a time "
+        "(its memory is bounded by this, not by the dataset).",
+    )
     job_heartbeat_seconds: float = Field(
         default=10.0, gt=0, description="How often a running job renews its lease."
     )

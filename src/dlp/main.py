@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import dlp
 from dlp.auth.router import router as auth_router
+from dlp.batch.router import router as batch_router
 from dlp.cache import SingleFlightCache
 from dlp.config import Settings, get_settings
 from dlp.datasets.router import router as datasets_router
@@ -160,6 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auth_router,
         datasets_router,
         training_router,
+        batch_router,
         events_router,
         admin_router,
     ):

@@ -9,11 +9,13 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
+from dlp.batch import tasks as batch_tasks
+from dlp.batch.kind import RUN_BATCH_TASK
 from dlp.config import Settings
 from dlp.db import utcnow
 from dlp.queue import create_celery_app
 from dlp.training import tasks as training_tasks
-from dlp.training.service import RUN_TRAINING_TASK
+from dlp.training.kind import RUN_TRAINING_TASK
 from dlp.workers.housekeeping import Housekeeper
 from dlp.workers.service import WorkerIdentity
 
@@ -22,6 +24,7 @@ def create_worker_app(settings: Settings) -> Celery:
     """The Celery app with every dlp task registered."""
     app = create_celery_app(settings)
     app.task(name=RUN_TRAINING_TASK, bind=True)(training_tasks.run_next)
+    app.task(name=RUN_BATCH_TASK, bind=True)(batch_tasks.run_next)
     return app
 
 

@@ -270,7 +270,7 @@ def test_database_briefly_down_is_retried_with_backoff(tmp_path: Path) -> None:
     assert val_epochs == list(range(1, epochs + 1))
     assert models == {job_id: 1}
     log = log_path.read_text()
-    assert "training.transient_fault" in log and "training.reaped" not in log
+    assert "job.transient_fault" in log and "job.reaped" not in log
 
 
 def test_job_of_a_dead_worker_returns_to_the_queue_with_no_worker_alive(tmp_path: Path) -> None:

@@ -266,3 +266,37 @@ def read_table(
     types = {**_ARROW_TYPES, "float64": float_type}
     column_types = {c["name"]: types[c["dtype"]] for c in columns if c["dtype"] in types}
     return pa_csv.read_csv(handle, convert_options=pa_csv.ConvertOptions(column_types=column_types))
+
+
+def iter_tables(
+    handle: BinaryIO,
+    *,
+    file_format: str,
+    columns: list[dict[str, Any]],
+    rows: int,
+) -> Iterator[pa.Table]:
+    """A tabular dataset as consecutive tables of at most ``rows`` rows, read as a stream
+    (memory bounded by ``rows``, not by the file), typed as its profile settled."""
+    if file_format == "parquet":
+        batches: Iterable[pa.RecordBatch] = pq.ParquetFile(handle).iter_batches(batch_size=rows)
+    else:
+        column_types = {
+            c["name"]: _ARROW_TYPES[c["dtype"]] for c in columns if c["dtype"] in _ARROW_TYPES
+        }
+        batches = pa_csv.open_csv(
+            handle,
+            read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_SIZE),
+            convert_options=pa_csv.ConvertOptions(column_types=column_types),
+        )
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    for batch in batches:
+        pending.append(batch)
+        pending_rows += batch.num_rows
+        while pending_rows >= rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, rows)
+            rest = table.slice(rows)
+            pending, pending_rows = rest.to_batches(), rest.num_rows
+    if pending_rows:
+        yield pa.Table.from_batches(pending)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, BinaryIO
@@ -12,14 +13,16 @@ import pyarrow as pa
 from sqlalchemy.orm import Session
 
 from dlp.auth.service import Principal
+from dlp.batch import repository as batch_repository
 from dlp.config import Settings
 from dlp.datasets import repository
 from dlp.datasets.archive import profile_image_archive
 from dlp.datasets.models import Dataset
-from dlp.datasets.profile import profile_csv, profile_parquet, read_table
+from dlp.datasets.profile import iter_tables, profile_csv, profile_parquet, read_table
 from dlp.datasets.schemas import DatasetOut
 from dlp.db import run_after_commit
 from dlp.errors import ConflictError, NotFoundError, UnsupportedMediaTypeError, ValidationError
+from dlp.ml.image_archive import ArchiveLimits, ImageArchive, open_image_archive
 from dlp.storage import FileStore
 from dlp.training import repository as training_repository
 
@@ -161,6 +164,8 @@ def delete_dataset(
     dataset = get_dataset_or_raise(session, principal, dataset_id)
     if training_repository.count_active_for_dataset(session, dataset.id):
         raise ConflictError("the dataset is used by queued or running training jobs")
+    if batch_repository.count_active_for_dataset(session, dataset.id):
+        raise ConflictError("the dataset is used by queued or running batch predictions")
     prefix = dataset_prefix(dataset.organization_id, dataset.id)
     repository.delete(session, dataset)
     run_after_commit(session, lambda: store.delete_prefix(prefix))
@@ -184,6 +189,51 @@ def load_table(store: FileStore, dataset: Dataset) -> pa.Table:
             file_format=dataset.file_format,
             columns=dataset.profile.get("columns", []),
             float_type=pa.float32(),
+        )
+
+
+def archive_limits(settings: Settings) -> ArchiveLimits:
+    """The image-archive limits uploads were checked against, for workers to honour too."""
+    return ArchiveLimits(
+        max_entries=settings.max_archive_entries,
+        max_uncompressed_bytes=settings.max_archive_uncompressed_mb * 2**20,
+        max_compression_ratio=settings.max_compression_ratio,
+        max_image_pixels=settings.max_image_pixels,
+    )
+
+
+@contextmanager
+def dataset_tables(
+    store: FileStore, dataset: Dataset, *, rows: int, limits: ArchiveLimits
+) -> Iterator[Iterator[pa.Table]]:
+    """The dataset as a stream of tables of at most ``rows`` rows, for batch work.
+
+    Tabular and text datasets keep their columns; an image archive becomes the
+    columns ``path`` (the entry's name), ``folder`` (its class folder) and ``image``
+    (its encoded bytes), in archive order.
+    """
+    with store.open_reader(dataset.file_key) as handle:
+        if dataset.kind != "image":
+            yield iter_tables(
+                handle,
+                file_format=dataset.file_format,
+                columns=dataset.profile.get("columns", []),
+                rows=rows,
+            )
+            return
+        with open_image_archive(handle, limits) as archive:
+            yield _image_tables(archive, rows)
+
+
+def _image_tables(archive: ImageArchive, rows: int) -> Iterator[pa.Table]:
+    for start in range(0, len(archive.images), rows):
+        images = archive.images[start : start + rows]
+        yield pa.table(
+            {
+                "path": pa.array([image.name for image in images], pa.string()),
+                "folder": pa.array([image.label for image in images], pa.string()),
+                "image": pa.array([archive.read(image) for image in images], pa.binary()),
+            }
         )
 
 

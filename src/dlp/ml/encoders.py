@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
+import pyarrow as pa
 import pydantic
 from pydantic import BaseModel
 from torch import Tensor
@@ -37,6 +38,10 @@ class InputEncoder(Protocol):
 
     def encode_inputs(self, inputs: Sequence[Any]) -> Tensor:
         """Encode prediction inputs; ValidationError names the bad input by index."""
+
+    def encode_table(self, table: pa.Table) -> Tensor:
+        """Encode every row of a table whose columns are named as ``input_schema`` says
+        (batch predictions); ValidationError names a missing or unusable column."""
 
 
 State = TypeVar("State", bound=BaseModel)

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Final, Literal
 
 import numpy as np
+import pyarrow as pa
 import pydantic
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -124,10 +125,24 @@ class ImageEncoder:
 
     def encode_inputs(self, inputs: Sequence[Any]) -> Tensor:
         """Base64 PNG/JPEG strings (or raw encoded bytes) to normalised float32 images."""
+        return self._encode(inputs, [f"inputs[{index}]" for index in range(len(inputs))])
+
+    def encode_table(self, table: pa.Table) -> Tensor:
+        """The ``image`` column's encoded images, each named by the ``path`` column if any."""
+        if "image" not in table.column_names:
+            raise ValidationError("the data is missing column 'image'")
+        images = table.column("image").to_pylist()
+        names = (
+            table.column("path").to_pylist()
+            if "path" in table.column_names
+            else [f"row {index}" for index in range(len(images))]
+        )
+        return self._encode(images, names)
+
+    def _encode(self, items: Sequence[Any], names: Sequence[str]) -> Tensor:
         size = self._state.image_size
-        batch = np.empty((len(inputs), self._state.channels, size, size), dtype=np.uint8)
-        for index, item in enumerate(inputs):
-            name = f"inputs[{index}]"
+        batch = np.empty((len(items), self._state.channels, size, size), dtype=np.uint8)
+        for index, (item, name) in enumerate(zip(items, names, strict=True)):
             batch[index] = self.pixels(_encoded_bytes(item, name), name=name)
         return self.normalise(torch.from_numpy(batch))
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
 import torch
 from torch import Tensor, nn
 
@@ -26,6 +28,14 @@ class Prediction:
 
     predictions: list[Any]
     probabilities: list[list[float]] | None
+
+
+@dataclass(frozen=True)
+class TablePrediction:
+    """A whole table's predictions as arrays: labels or values, and class probabilities."""
+
+    predictions: pa.Array
+    probabilities: npt.NDArray[np.float32] | None
 
 
 class Predictor:
@@ -82,25 +92,37 @@ class Predictor:
 
     def predict(self, inputs: Sequence[Any]) -> Prediction:
         """Predict each input (a row, a text or an image); ValidationError names bad ones."""
-        features = self._encoder.encode_inputs(inputs)
+        outputs = self._outputs(self._encoder.encode_inputs(inputs))
+        if isinstance(self._target, RegressionTarget):
+            return Prediction(
+                predictions=self._target.decode(outputs.squeeze(-1).numpy()), probabilities=None
+            )
+        probabilities = torch.softmax(outputs, dim=1).numpy()
+        labels = self._target.decode(np.argmax(probabilities, axis=1))
+        return Prediction(predictions=labels, probabilities=probabilities.tolist())
+
+    def predict_table(self, table: pa.Table) -> TablePrediction:
+        """Predict every row of a table whose columns are named as ``input_schema`` says."""
+        outputs = self._outputs(self._encoder.encode_table(table))
+        if isinstance(self._target, RegressionTarget):
+            values = self._target.restore(outputs.squeeze(-1).numpy())
+            return TablePrediction(predictions=pa.array(values), probabilities=None)
+        probabilities = torch.softmax(outputs, dim=1).numpy()
+        labels = self._target.label_array(np.argmax(probabilities, axis=1))
+        return TablePrediction(predictions=labels, probabilities=probabilities)
+
+    def _outputs(self, features: Tensor) -> Tensor:
+        """The network's outputs; wide inputs (images) go through in slices so
+        activations stay bounded."""
         row_values = max(1, features[0].numel()) if len(features) else 1
         chunk = max(1, PREDICT_CHUNK_VALUES // row_values)
         with torch.inference_mode():
-            # Wide inputs (images) go through in slices so activations stay bounded.
-            outputs = torch.cat(
+            return torch.cat(
                 [
                     self.run_network(features[i : i + chunk])
                     for i in range(0, max(len(features), 1), chunk)
                 ]
             )
-            if isinstance(self._target, RegressionTarget):
-                return Prediction(
-                    predictions=self._target.decode(outputs.squeeze(-1).numpy()),
-                    probabilities=None,
-                )
-            probabilities = torch.softmax(outputs, dim=1).numpy()
-        labels = self._target.decode(np.argmax(probabilities, axis=1))
-        return Prediction(predictions=labels, probabilities=probabilities.tolist())
 
     def run_network(self, features: Tensor) -> Tensor:
         """The network's raw outputs for one batch of encoded features."""

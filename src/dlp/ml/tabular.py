@@ -191,6 +191,10 @@ class TabularPreprocessor:
                 )
         return torch.from_numpy(self.transform(rows_to_columns(inputs, self.column_names)))
 
+    def encode_table(self, table: pa.Table) -> Tensor:
+        """A table's rows to the float32 feature matrix (extra columns are ignored)."""
+        return torch.from_numpy(self.transform(table))
+
     @property
     def column_names(self) -> list[str]:
         """Input columns the model needs, in training-table order."""

@@ -99,6 +99,10 @@ class ClassificationTarget:
         decoded: list[ClassLabel] = self._labels[indices].tolist()
         return decoded
 
+    def label_array(self, indices: npt.NDArray[np.int64]) -> pa.Array:
+        """Labels of class indices as an Arrow array of the labels' type."""
+        return pa.array(self.state.classes).take(pa.array(indices))
+
 
 class RegressionTarget:
     """Standardises a numeric target and maps predictions back to its units."""
@@ -125,10 +129,12 @@ class RegressionTarget:
 
     def decode(self, outputs: npt.NDArray[np.floating]) -> list[float]:
         """Predictions in the target's original units."""
-        restored: list[float] = (
-            outputs.astype(np.float64) * self.state.std + self.state.mean
-        ).tolist()
+        restored: list[float] = self.restore(outputs).tolist()
         return restored
+
+    def restore(self, outputs: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+        """Predictions in the target's original units, as an array."""
+        return outputs.astype(np.float64) * self.state.std + self.state.mean
 
 
 def usable_target_rows(column: pa.ChunkedArray, *, name: str, task: Task) -> npt.NDArray[np.bool_]:

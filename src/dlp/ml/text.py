@@ -126,6 +126,15 @@ class TextEncoder:
                 )
         return self.encode(list(inputs))
 
+    def encode_table(self, table: pa.Table) -> Tensor:
+        """The id matrix of a table's ``text`` column."""
+        if INPUT_NAME not in table.column_names:
+            raise ValidationError(f"the data is missing column {INPUT_NAME!r}")
+        column = table.column(INPUT_NAME)
+        if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+            raise ValidationError(f"column {INPUT_NAME!r} holds {column.type} values, not text")
+        return self.encode(column)
+
     def encode(self, texts: Texts) -> Tensor:
         """Id matrix of texts (None counts as empty); every row has at least one id."""
         state = self._state

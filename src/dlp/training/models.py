@@ -9,17 +9,15 @@ from typing import Any
 from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dlp.db import Base, CreatedAt, UUIDPrimaryKey, utcnow
+from dlp.db import Base, utcnow
+from dlp.jobs.models import LeasedJob
 
 
-class TrainingJob(UUIDPrimaryKey, CreatedAt, Base):
+class TrainingJob(LeasedJob, Base):
     """One request to train a model, from queued to a terminal status."""
 
     __tablename__ = "training_jobs"
 
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
-    )
     created_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL")
     )
@@ -29,31 +27,17 @@ class TrainingJob(UUIDPrimaryKey, CreatedAt, Base):
     # No foreign key: models.job_id points back here, and a deleted model
     # version should not erase which model a job once produced.
     model_id: Mapped[uuid.UUID | None]
-    name: Mapped[str] = mapped_column(String(100))
-    status: Mapped[str] = mapped_column(String(20), index=True)
-    priority: Mapped[str] = mapped_column(String(10), default="normal")
     config: Mapped[dict[str, Any]]
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     progress_epoch: Mapped[int] = mapped_column(default=0)
     checkpoint_epoch: Mapped[int | None]
     total_epochs: Mapped[int]
-    error_message: Mapped[str | None] = mapped_column(Text)
-    cancel_requested: Mapped[bool] = mapped_column(default=False)
-    worker: Mapped[str | None] = mapped_column(String(255))
-    # The lease: the running attempt's token, renewed by its heartbeat. Every write a
-    # worker makes for the job is conditional on still holding the token.
-    lease_token: Mapped[uuid.UUID | None]
-    heartbeat_at: Mapped[datetime | None]
-    attempts: Mapped[int] = mapped_column(default=0)
-    run_after: Mapped[datetime | None]
     webhook_url: Mapped[str | None] = mapped_column(Text)
     webhook_secret: Mapped[str | None] = mapped_column(String(100))
     webhook_status: Mapped[str | None] = mapped_column(String(20), index=True)
     webhook_attempts: Mapped[int] = mapped_column(default=0)
     webhook_next_at: Mapped[datetime | None]
     webhook_error: Mapped[str | None] = mapped_column(Text)
-    started_at: Mapped[datetime | None]
-    completed_at: Mapped[datetime | None]
 
 
 class JobMetric(Base):

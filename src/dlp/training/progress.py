@@ -14,13 +14,12 @@ import uuid
 from sqlalchemy.orm import Session, sessionmaker
 
 from dlp.db import session_scope, utcnow
-from dlp.errors import DLPError
 from dlp.events.bus import JobEvents
 from dlp.events.payloads import metric_event
+from dlp.jobs.lease import Lease
 from dlp.ml.trainer import TrainingCallback
 from dlp.storage import FileStore
 from dlp.training import repository
-from dlp.training.lease import Lease, LeaseLostError
 from dlp.training.models import JobMetric, TrainingJob
 
 CANCEL_POLL_SECONDS = 2.0
@@ -37,23 +36,6 @@ def checkpoint_key(organization_id: uuid.UUID, job_id: uuid.UUID, epoch: int) ->
     return f"{checkpoint_prefix(organization_id, job_id)}/epoch-{epoch:05d}.safetensors"
 
 
-def load_job(session: Session, job_id: uuid.UUID) -> TrainingJob:
-    """The job row, which the worker may always read."""
-    job = repository.get_for_worker(session, job_id)
-    if job is None:
-        raise DLPError(f"training job {job_id} vanished")
-    return job
-
-
-def load_leased(session: Session, lease: Lease) -> TrainingJob:
-    """The job row, locked, if ``lease`` still holds it; else raise ``LeaseLostError``."""
-    job = repository.get_leased(session, lease.job_id, lease.token)
-    if job is None:
-        lease.mark_lost()
-        raise LeaseLostError(f"training job {lease.job_id} was taken over by another attempt")
-    return job
-
-
 class JobProgress(TrainingCallback):
     """Stores metrics per epoch (and running loss every few seconds), checkpoints each
     epoch to the file store, and notices cancellation requests and a lost lease."""
@@ -64,7 +46,7 @@ class JobProgress(TrainingCallback):
         store: FileStore,
         events: JobEvents,
         *,
-        lease: Lease,
+        lease: Lease[TrainingJob],
         organization_id: uuid.UUID,
     ) -> None:
         self.sessions = sessions
@@ -82,7 +64,7 @@ class JobProgress(TrainingCallback):
     ) -> None:
         at = utcnow()
         with session_scope(self.sessions) as session:
-            job = load_leased(session, self.lease)
+            job = self.lease.load(session)
             rows = [
                 JobMetric(job_id=self.job_id, epoch=epoch, step=step, name=name, value=value, at=at)
                 for name, value in metrics.items()
@@ -114,7 +96,7 @@ class JobProgress(TrainingCallback):
         """Write the checkpoint, point the job at it, then drop the one before."""
         self.store.write_bytes(checkpoint_key(self.organization_id, self.job_id, epoch), checkpoint)
         with session_scope(self.sessions) as session:
-            job = load_leased(session, self.lease)
+            job = self.lease.load(session)
             previous = job.checkpoint_epoch
             job.checkpoint_epoch = epoch
         if previous is not None and previous != epoch:
@@ -126,9 +108,9 @@ class JobProgress(TrainingCallback):
         Raises ``LeaseLostError`` once the heartbeat found the job taken away.
         """
         if self.lease.lost:
-            raise LeaseLostError(f"training job {self.job_id} was taken over by another attempt")
+            raise self.lease.lost_error()
         if not self._cancel_requested and time.monotonic() - self._last_poll > CANCEL_POLL_SECONDS:
             with session_scope(self.sessions) as session:
-                self._cancel_requested = load_leased(session, self.lease).cancel_requested
+                self._cancel_requested = self.lease.load(session).cancel_requested
             self._last_poll = time.monotonic()
         return self._cancel_requested

@@ -18,9 +18,11 @@ from dlp.db import run_after_commit, utcnow
 from dlp.errors import ConflictError, NotFoundError, ValidationError
 from dlp.events.bus import JobEvents
 from dlp.events.payloads import status_event
+from dlp.jobs import repository as jobs_repository
 from dlp.ml.config import FAMILIES_BY_KIND
 from dlp.queue import TRAINING_QUEUE, JobQueue
 from dlp.training import repository
+from dlp.training.kind import RUN_TRAINING_TASK
 from dlp.training.models import JobMetric, TrainingJob
 from dlp.training.schemas import (
     TERMINAL_STATUSES,
@@ -31,7 +33,6 @@ from dlp.webhooks.delivery import schedule_webhook
 from dlp.webhooks.signing import new_secret
 from dlp.webhooks.ssrf import check_webhook_url
 
-RUN_TRAINING_TASK = "dlp.training.run_next"
 MAX_CLASSES = 1000
 NUMERIC_DTYPES = {"int64", "float64", "bool"}
 
@@ -195,7 +196,7 @@ def cancel_job(
     if job.status in TERMINAL_STATUSES:
         raise ConflictError(f"the job already ended ({job.status})")
     now = utcnow()
-    if repository.cancel_if_queued(session, job.id, now):
+    if jobs_repository.cancel_if_queued(session, TrainingJob, job.id, now):
         session.refresh(job)
         schedule_webhook(job, now)
         event = status_event(job)

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -15,15 +16,21 @@ from dlp.config import Settings
 from dlp.db import utcnow
 from dlp.platform import Platform, build_platform
 from dlp.webhooks.delivery import deliver_due_webhooks
-from dlp.workers.service import WorkerIdentity, beat, take_back_stale_jobs
+from dlp.workers.service import (
+    WorkerIdentity,
+    record_heartbeat,
+    resend_missing_hints,
+    take_back_stale_jobs,
+)
 
 log = structlog.get_logger(__name__)
 TICK_SECONDS = 1.0
 
 
 class Housekeeper:
-    """Runs :func:`beat` every heartbeat interval and delivers due webhooks every second,
-    in a daemon thread of the worker's main process, until stopped."""
+    """Records a heartbeat, reaps stale jobs and re-sends lost hints every heartbeat
+    interval, and delivers due webhooks every second, in a daemon thread of the worker's
+    main process, until stopped."""
 
     def __init__(self, settings: Settings, identity: WorkerIdentity) -> None:
         self.settings = settings
@@ -48,14 +55,20 @@ class Housekeeper:
         while not self._stopped.is_set():
             if time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + self.settings.job_heartbeat_seconds
-                self._step("beat", lambda: beat(platform, self.identity, utcnow()))
-            self._step("webhooks", lambda: deliver_due_webhooks(platform))
+                # Separate steps: one that fails (a table a newer release added, say)
+                # must not stop the others.
+                now = utcnow()
+                self._step("heartbeat", record_heartbeat, platform, self.identity, now)
+                self._step("reaper", take_back_stale_jobs, platform, now)
+                for queue in self.identity.queues:
+                    self._step("hints", resend_missing_hints, platform, queue, now)
+            self._step("webhooks", deliver_due_webhooks, platform)
             self._stopped.wait(min(TICK_SECONDS, self.settings.job_heartbeat_seconds))
         platform.close()
 
-    def _step(self, name: str, step: Callable[[], object]) -> None:
+    def _step(self, name: str, step: Callable[..., object], *args: Any) -> None:
         try:
-            step()
+            step(*args)
         except Exception as exc:
             log.warning("housekeeping.step_failed", step=name, error=str(exc))
 

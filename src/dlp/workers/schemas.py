@@ -33,6 +33,7 @@ class RunningJobOut(BaseModel):
     """A job some worker holds right now."""
 
     id: uuid.UUID
+    kind: str = Field(description="'training job' or 'batch prediction'.")
     name: str
     organization_id: uuid.UUID
     queue: str
@@ -41,8 +42,9 @@ class RunningJobOut(BaseModel):
     attempts: int
     started_at: datetime | None
     heartbeat_at: datetime | None
-    epoch: int
-    total_epochs: int
+    progress: dict[str, int] = Field(
+        description="Epochs of a training job; rows of a batch prediction."
+    )
 
 
 class QueuesOverview(BaseModel):

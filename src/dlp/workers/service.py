@@ -7,20 +7,21 @@ worker that then finds nothing to do.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy.orm import Session
 
+from dlp.batch.kind import BATCH_PREDICTIONS
 from dlp.db import session_scope
-from dlp.events.payloads import log_event, status_event
+from dlp.jobs import lifecycle
+from dlp.jobs import repository as jobs_repository
+from dlp.jobs.kind import JobKind
 from dlp.platform import Platform
-from dlp.queue import ALL_QUEUES, TRAINING_QUEUE
-from dlp.training import lifecycle
-from dlp.training import repository as training_repository
-from dlp.training.service import RUN_TRAINING_TASK
+from dlp.queue import ALL_QUEUES
+from dlp.training.kind import TRAINING_JOBS
 from dlp.workers import repository
 from dlp.workers.models import WorkerRecord
 from dlp.workers.schemas import QueueOut, QueuesOverview, RunningJobOut, WorkerOut
@@ -28,9 +29,9 @@ from dlp.workers.schemas import QueueOut, QueuesOverview, RunningJobOut, WorkerO
 log = structlog.get_logger(__name__)
 FORGET_WORKERS_AFTER = timedelta(days=7)
 
-# Per queue: the task that takes work from it, and how many jobs wait for it.
-WAITING_WORK: dict[str, tuple[str, Callable[[Session, datetime], int]]] = {
-    TRAINING_QUEUE: (RUN_TRAINING_TASK, training_repository.count_waiting),
+# Every kind of job a worker claims, by the queue its hints travel on.
+JOB_KINDS: dict[str, JobKind[Any]] = {
+    kind.queue: kind for kind in (TRAINING_JOBS, BATCH_PREDICTIONS)
 }
 
 
@@ -46,8 +47,8 @@ class WorkerIdentity:
     started_at: datetime
 
 
-def beat(platform: Platform, identity: WorkerIdentity, now: datetime) -> None:
-    """Record this worker as alive, reap jobs of vanished workers, and re-send lost hints."""
+def record_heartbeat(platform: Platform, identity: WorkerIdentity, now: datetime) -> None:
+    """Record this worker as alive (and forget workers long gone)."""
     with session_scope(platform.sessions) as session:
         repository.record_heartbeat(
             session,
@@ -62,38 +63,38 @@ def beat(platform: Platform, identity: WorkerIdentity, now: datetime) -> None:
             ),
         )
         repository.forget_workers_seen_before(session, now - FORGET_WORKERS_AFTER)
-    take_back_stale_jobs(platform, now)
-    for queue in identity.queues:
-        resend_missing_hints(platform, queue, now)
 
 
 def take_back_stale_jobs(platform: Platform, now: datetime) -> int:
-    """Re-queue (or end) running jobs whose lease expired; tell their followers."""
+    """Re-queue (or end) running jobs of every kind whose lease expired; tell followers."""
     settings = platform.settings
-    with session_scope(platform.sessions) as session:
-        reaped = lifecycle.reap_stale_jobs(
-            session,
-            now=now,
-            lease_seconds=settings.job_lease_seconds,
-            max_attempts=settings.job_max_attempts,
-        )
-    for job in reaped:
-        platform.events.publish(job.id, log_event("its worker vanished; the job was taken back"))
-        platform.events.publish(job.id, status_event(job))
-    return len(reaped)
+    total = 0
+    for kind in JOB_KINDS.values():
+        with session_scope(platform.sessions) as session:
+            reaped = lifecycle.reap_stale_jobs(
+                session,
+                kind,
+                now=now,
+                lease_seconds=settings.job_lease_seconds,
+                max_attempts=settings.job_max_attempts,
+            )
+        for job in reaped:
+            kind.announce(platform.events, job, "its worker vanished; the job was taken back")
+        total += len(reaped)
+    return total
 
 
 def resend_missing_hints(platform: Platform, queue: str, now: datetime) -> int:
     """Top the broker up to one hint per waiting job (a restarted broker lost them all)."""
-    if queue not in WAITING_WORK:
+    kind = JOB_KINDS.get(queue)
+    if kind is None:
         return 0
-    task_name, count_waiting = WAITING_WORK[queue]
     with session_scope(platform.sessions) as session:
-        waiting = count_waiting(session, now)
+        waiting = jobs_repository.count_waiting(session, kind.table, now)
     missing = waiting - platform.queue.depth(queue) if waiting else 0
     if missing > 0:
         log.info("queue.hints_resent", queue=queue, count=missing)
-        platform.queue.wake(task_name, queue=queue, count=missing)
+        platform.queue.wake(kind.task_name, queue=queue, count=missing)
     return max(missing, 0)
 
 
@@ -108,7 +109,8 @@ def queues_overview(session: Session, platform: Platform, now: datetime) -> Queu
         except Exception as exc:
             log.warning("queue.depth_unavailable", queue=name, error=str(exc))
             depth = None
-        waiting = WAITING_WORK[name][1](session, now) if name in WAITING_WORK else 0
+        kind = JOB_KINDS.get(name)
+        waiting = jobs_repository.count_waiting(session, kind.table, now) if kind else 0
         queues.append(QueueOut(name=name, depth=depth, waiting_jobs=waiting))
     workers = [
         WorkerOut(
@@ -126,17 +128,18 @@ def queues_overview(session: Session, platform: Platform, now: datetime) -> Queu
     running = [
         RunningJobOut(
             id=job.id,
+            kind=kind.label,
             name=job.name,
             organization_id=job.organization_id,
-            queue=TRAINING_QUEUE,
+            queue=kind.queue,
             priority=job.priority,
             worker=job.worker,
             attempts=job.attempts,
             started_at=job.started_at,
             heartbeat_at=job.heartbeat_at,
-            epoch=job.progress_epoch,
-            total_epochs=job.total_epochs,
+            progress=kind.progress(job),
         )
-        for job in training_repository.list_running(session)
+        for kind in JOB_KINDS.values()
+        for job in jobs_repository.list_running(session, kind.table)
     ]
     return QueuesOverview(queues=queues, workers=workers, running_jobs=running)

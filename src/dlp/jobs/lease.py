@@ -10,12 +10,14 @@ from __future__ import annotations
 import threading
 import uuid
 from types import TracebackType
+from typing import Generic
 
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
 from dlp.db import session_scope, utcnow
-from dlp.training import repository
+from dlp.jobs import repository
+from dlp.jobs.kind import J, JobKind
 
 log = structlog.get_logger(__name__)
 
@@ -24,18 +26,20 @@ class LeaseLostError(Exception):
     """The job no longer belongs to this attempt: stop without writing anything."""
 
 
-class Lease:
+class Lease(Generic[J]):
     """Renews ``job_id``'s lease every ``interval`` seconds in a background thread."""
 
     def __init__(
         self,
         sessions: sessionmaker[Session],
+        kind: JobKind[J],
         job_id: uuid.UUID,
         token: uuid.UUID,
         *,
         interval: float,
     ) -> None:
         self.sessions = sessions
+        self.kind = kind
         self.job_id = job_id
         self.token = token
         self.interval = interval
@@ -48,11 +52,19 @@ class Lease:
         """True once a heartbeat found the job taken away from this attempt."""
         return self._lost.is_set()
 
-    def mark_lost(self) -> None:
-        """Record that a write found the lease gone."""
+    def lost_error(self) -> LeaseLostError:
+        """Record that the lease is gone, and the error that stops the attempt."""
         self._lost.set()
+        return LeaseLostError(f"{self.kind.label} {self.job_id} was taken over by another attempt")
 
-    def __enter__(self) -> Lease:
+    def load(self, session: Session) -> J:
+        """The job row, locked, if this lease still holds it; else raise ``LeaseLostError``."""
+        job = repository.get_leased(session, self.kind.table, self.job_id, self.token)
+        if job is None:
+            raise self.lost_error()
+        return job
+
+    def __enter__(self) -> Lease[J]:
         self._thread.start()
         return self
 
@@ -66,16 +78,17 @@ class Lease:
         self._thread.join(timeout=self.interval + 5)
 
     def _beat(self) -> None:
+        table = self.kind.table
         while not self._stopped.wait(self.interval):
             try:
                 with session_scope(self.sessions) as session:
-                    held = repository.renew_lease(session, self.job_id, self.token, utcnow())
+                    held = repository.renew_lease(session, table, self.job_id, self.token, utcnow())
             except Exception as exc:
                 # The database may be briefly away; if it stays away the lease expires
                 # and the reaper decides, exactly as if this worker had died.
-                log.warning("training.heartbeat_failed", job_id=str(self.job_id), error=str(exc))
+                log.warning("job.heartbeat_failed", job_id=str(self.job_id), error=str(exc))
                 continue
             if not held:
-                log.warning("training.lease_lost", job_id=str(self.job_id))
+                log.warning("job.lease_lost", job_id=str(self.job_id))
                 self._lost.set()
                 return

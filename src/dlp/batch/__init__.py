@@ -1,0 +1,1 @@
+"""Batch predictions: a registered model run over a whole dataset by a worker."""

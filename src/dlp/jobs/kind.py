@@ -1,0 +1,36 @@
+"""A ``JobKind`` tells the shared machinery about one table of jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from dlp.events.bus import JobEvents
+from dlp.jobs.models import LeasedJob
+
+J = TypeVar("J", bound=LeasedJob)
+
+
+def _nothing_to_do(*_args: object) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class JobKind(Generic[J]):
+    """One table of claimable jobs, the queue and task that run them, and three hooks.
+
+    ``progress`` says how far a running job got (for the admins' queue view);
+    ``on_end`` runs in the transaction that gives a job its terminal status
+    (training owes its webhook there); ``announce`` runs after a state change
+    committed, with an optional log line, to tell live followers.
+    """
+
+    table: type[J]
+    label: str
+    queue: str
+    task_name: str
+    progress: Callable[[J], dict[str, int]]
+    on_end: Callable[[J, datetime], None] = _nothing_to_do
+    announce: Callable[[JobEvents, J, str | None], None] = _nothing_to_do

@@ -1,0 +1,135 @@
+"""A worker's attempt at one job of any kind: claim it under a lease, run the kind's work,
+and turn whatever happened into the job's next state.
+
+Each step runs in its own short transaction, so the API sees progress while the job
+runs, and a crash leaves the job in the last state it reached. Every write after the
+claim is conditional on still holding the lease.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+import structlog
+
+from dlp.db import session_scope, utcnow
+from dlp.errors import DLPError
+from dlp.faults import is_transient
+from dlp.jobs import lifecycle, repository
+from dlp.jobs.kind import J, JobKind
+from dlp.jobs.lease import Lease, LeaseLostError
+from dlp.platform import Platform
+
+log = structlog.get_logger(__name__)
+MAX_ERROR_LENGTH = 500
+# Recording a retry needs the database, which may be the very thing that is away.
+RECORD_RETRY_DELAYS = (0.0, 1.0, 2.0, 4.0, 8.0)
+
+
+class JobCancelled(Exception):  # noqa: N818 - the name of the state the job ends in
+    """The job's owner asked it to stop: it ends ``cancelled``."""
+
+
+def run_next_job(
+    platform: Platform,
+    kind: JobKind[J],
+    *,
+    worker: str,
+    work: Callable[[Lease[J]], None],
+) -> uuid.UUID | None:
+    """Claim the best waiting job of ``kind`` and run ``work`` on it.
+
+    ``work`` gives the job its terminal status when it succeeds; a
+    ``JobCancelled``, a ``DLPError`` (the user's problem) or a crash ends it
+    here, and a transient fault re-queues it with backoff.
+    Returns the job's id; None when none was waiting.
+    """
+    token = uuid.uuid4()
+    with session_scope(platform.sessions) as session:
+        job_id = repository.claim_next(
+            session, kind.table, worker=worker, lease_token=token, now=utcnow()
+        )
+    if job_id is None:
+        log.info("job.nothing_waiting", kind=kind.label, worker=worker)
+        return None
+    lease = Lease(
+        platform.sessions, kind, job_id, token, interval=platform.settings.job_heartbeat_seconds
+    )
+    with lease:
+        _run_claimed(platform, lease, worker, work)
+    return job_id
+
+
+def _run_claimed(
+    platform: Platform, lease: Lease[J], worker: str, work: Callable[[Lease[J]], None]
+) -> None:
+    logger = log.bind(kind=lease.kind.label, job_id=str(lease.job_id), worker=worker)
+    try:
+        work(lease)
+    except LeaseLostError:
+        logger.warning("job.abandoned", reason="the job's lease moved to another attempt")
+    except JobCancelled:
+        _finish(platform, lease, "cancelled", None)
+        logger.info("job.cancelled")
+    except DLPError as exc:
+        _finish(platform, lease, "failed", exc.message)
+        logger.info("job.failed", error=exc.message)
+    except Exception as exc:
+        if is_transient(exc):
+            logger.warning("job.transient_fault", error=_first_line(exc))
+            _retry_or_fail(platform, lease, _first_line(exc))
+            return
+        logger.exception("job.crashed")
+        _finish(platform, lease, "failed", f"internal error: {_first_line(exc)}"[:MAX_ERROR_LENGTH])
+
+
+def _finish(platform: Platform, lease: Lease[J], status: str, error: str | None) -> None:
+    """Give the job its terminal status, if this attempt still holds it, and announce it."""
+    kind = lease.kind
+    try:
+        with session_scope(platform.sessions) as session:
+            job = lease.load(session)
+            lifecycle.end_job(kind, job, status, error, utcnow())
+    except LeaseLostError:
+        log.warning("job.end_refused", kind=kind.label, job_id=str(lease.job_id), status=status)
+        return
+    kind.announce(platform.events, job, None)
+
+
+def _retry_or_fail(platform: Platform, lease: Lease[J], reason: str) -> None:
+    """Re-queue the job with backoff (or fail it after its last try), retrying the write
+    itself while the fault lasts; if it never gets through, the lease expires and the
+    reaper re-queues the job instead."""
+    settings = platform.settings
+    kind = lease.kind
+    for delay in RECORD_RETRY_DELAYS:
+        time.sleep(delay)
+        try:
+            with session_scope(platform.sessions) as session:
+                job = lease.load(session)
+                again = lifecycle.retry_or_fail(
+                    kind,
+                    job,
+                    f"transient fault: {reason}",
+                    now=utcnow(),
+                    max_attempts=settings.job_max_attempts,
+                    backoff_seconds=settings.job_retry_backoff_seconds,
+                )
+            message = f"transient fault ({reason}); retrying at {job.run_after}" if again else None
+            kind.announce(platform.events, job, message)
+            return
+        except LeaseLostError:
+            return
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("job.retry_not_recorded", job_id=str(lease.job_id), error=str(exc))
+    log.warning("job.left_to_reaper", kind=kind.label, job_id=str(lease.job_id))
+
+
+def _first_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, short enough for an error column."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}".rstrip(": ")[:MAX_ERROR_LENGTH]
