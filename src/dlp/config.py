@@ -86,6 +86,14 @@ class Settings(BaseSettings):
         description="How long prediction endpoints reuse a checked credential and model "
         "lookup (alias, traffic and role changes reach other API processes within this).",
     )
+    api_gc_threshold: int = Field(
+        default=50_000,
+        ge=0,
+        description="The API process's young-generation garbage-collection threshold "
+        "(Python's default is 700; 0 keeps it). Under load, requests in flight outlive a "
+        "few young collections and get promoted, which triggers full collections of the "
+        "whole heap (torch, ONNX Runtime) several times a second.",
+    )
     worker_concurrency: int = Field(default=1, gt=0)
     batch_chunk_rows: int = Field(
         default=10_000,

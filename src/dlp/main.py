@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -135,7 +136,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             warm_production_versions(platform, app.state.model_server), name="dlp-warm"
         )
         reaper = asyncio.create_task(reap_periodically(platform), name="dlp-reaper")
+        thresholds = gc.get_threshold()
+        if settings.api_gc_threshold:
+            gc.set_threshold(settings.api_gc_threshold, *thresholds[1:])
         yield
+        gc.set_threshold(*thresholds)
         for task in (reaper, warming):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -170,3 +170,15 @@ def test_non_string_values_in_a_string_column_match_by_text() -> None:
     np.testing.assert_array_equal(prep.transform({"code": [1, 3, None]}), as_text)
     with pytest.raises(ValidationError, match=r"row 1, column 'code': expected a string"):
         prep.transform({"code": ["1", ["a"]]})
+
+
+def test_all_numeric_rows_encode_as_the_column_path_does() -> None:
+    prep = TabularPreprocessor.fit(pa.table({"a": [1.0, 2.0, 9.0], "b": [5, 7, 3]}))
+    rows = [{"a": None, "b": 2, "extra": "x"}, {"a": float("nan"), "b": True}, {"a": 4, "b": 1.5}]
+    encoded = prep.encode_inputs(rows).numpy()
+    np.testing.assert_array_equal(encoded, prep.transform(rows_to_columns(rows, ["a", "b"])))
+    assert encoded.dtype == np.float32
+    with pytest.raises(ValidationError, match=r"row 1 is missing column 'b'"):
+        prep.encode_inputs([{"a": 1, "b": 2}, {"a": 3}])
+    with pytest.raises(ValidationError, match=r"row 1, column 'a': expected a number, got 'abc'"):
+        prep.encode_inputs([{"a": 1, "b": 2}, {"a": "abc", "b": 2}])

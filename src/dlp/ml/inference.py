@@ -117,6 +117,8 @@ class Predictor:
         row_values = max(1, features[0].numel()) if len(features) else 1
         chunk = max(1, PREDICT_CHUNK_VALUES // row_values)
         with torch.inference_mode():
+            if len(features) <= chunk:
+                return self.run_network(features)
             return torch.cat(
                 [
                     self.run_network(features[i : i + chunk])

@@ -116,6 +116,7 @@ class TabularPreprocessor:
         self._medians = np.array([c.median for c in self._numeric], dtype=np.float64)
         self._means = np.array([c.mean for c in self._numeric], dtype=np.float64)
         self._stds = np.array([c.std for c in self._numeric], dtype=np.float64)
+        self._numeric_names = [c.name for c in self._numeric]
         self._category_sets = [pa.array(c.categories, type=pa.string()) for c in self._categorical]
         self._embedded_sets = [pa.array(c.categories, type=pa.string()) for c in self._embedded]
         # Layout: standardised numbers, one-hot blocks, then one index column per
@@ -189,7 +190,27 @@ class TabularPreprocessor:
                 raise ValidationError(
                     f"inputs[{index}] must be an object of column values for a tabular model"
                 )
+        if not self._categorical and not self._embedded:
+            numbers = self._numeric_rows(inputs)
+            if numbers is not None:
+                return torch.from_numpy(self._standardise(numbers))
         return torch.from_numpy(self.transform(rows_to_columns(inputs, self.column_names)))
+
+    def _numeric_rows(self, inputs: Sequence[Any]) -> npt.NDArray[np.float64] | None:
+        """All-numeric models' fast path (online predictions): rows straight to a float64
+        matrix, None (missing) as NaN; None when a row lacks a column or holds something
+        that is not a number, so the column path can name the culprit."""
+        names = self._numeric_names
+        try:
+            values = [[row[name] for name in names] for row in inputs]
+            return np.array(values, dtype=np.float64).reshape(len(inputs), len(names))
+        except (KeyError, TypeError, ValueError, OverflowError):
+            return None
+
+    def _standardise(self, values: npt.NDArray[np.float64]) -> FloatMatrix:
+        """Impute the median and standardise numeric columns, as float32."""
+        values = np.where(np.isfinite(values), values, self._medians)
+        return ((values - self._means) / self._stds).astype(np.float32)
 
     def encode_table(self, table: pa.Table) -> Tensor:
         """A table's rows to the float32 feature matrix (extra columns are ignored)."""
@@ -239,9 +260,7 @@ class TabularPreprocessor:
                 values = np.where(np.isfinite(values), values, column.median)
                 out[:, j] = (values - column.mean) / column.std
         elif self._numeric:
-            values = self._numeric_matrix(data, n_rows)
-            values = np.where(np.isfinite(values), values, self._medians)
-            out[:, : len(self._numeric)] = (values - self._means) / self._stds
+            out[:, : len(self._numeric)] = self._standardise(self._numeric_matrix(data, n_rows))
         offset = len(self._numeric)
         positions = np.arange(n_rows)
         row_index = None if rows is None else pa.array(rows)

@@ -72,9 +72,11 @@ class _ModelQueue:
 class ModelServer:
     """Answers predictions: L1 cache, then a per-model micro-batcher.
 
-    The first request to an idle model is dispatched at once; requests that arrive
-    while a batch of that model runs are coalesced into the next one, which waits
-    at most ``max_wait_s`` (from its oldest request's arrival) to fill ``max_rows``.
+    The first request to an idle model is dispatched at once (a model measured cheap
+    enough for the event loop is run by that request itself, with the requests that
+    were already runnable); requests that arrive while a batch of that model runs are
+    coalesced into the next one, which waits at most ``max_wait_s`` (from its oldest
+    request's arrival) to fill ``max_rows``.
     """
 
     def __init__(
@@ -158,17 +160,52 @@ class ModelServer:
         loop = asyncio.get_running_loop()
         request = _Request(predictor, inputs, loop.create_future(), loop.time())
         queue = self._queues.get(model_id)
-        if queue is None:
-            queue = self._queues[model_id] = _ModelQueue()
-            drainer = asyncio.create_task(self._drain(model_id, queue))
-            self._drainers.add(drainer)
-            drainer.add_done_callback(self._drainers.discard)
+        if queue is not None:
+            self._enqueue(queue, request)
+            return await request.future
+        queue = self._queues[model_id] = _ModelQueue()
+        self._enqueue(queue, request)
+        inline_rows = self._inline_rows(model_id)
+        if inline_rows < len(inputs):
+            self._start_drainer(model_id, queue)
+            return await request.future
+        # A cheap model gone idle: this request leads. One turn of the loop lets the
+        # requests that are already runnable join it, then its batch runs right here on
+        # the loop (no task to start, no hop back), and a drainer takes what came later.
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            request.future.cancel()
+            self._start_drainer(model_id, queue)
+            raise
+        batch = self._take_batch(queue, max(inline_rows, len(inputs)))
+        # Inline by construction, so nothing in here awaits: a caller going away
+        # cannot leave the batch half-answered.
+        self._run_inline(model_id, batch, loop)
+        if queue.requests:
+            self._start_drainer(model_id, queue)
+        else:
+            del self._queues[model_id]
+        return request.future.result()
+
+    def _enqueue(self, queue: _ModelQueue, request: _Request) -> None:
         queue.requests.append(request)
-        queue.rows += len(inputs)
+        queue.rows += len(request.inputs)
         full = queue.full
         if full is not None and not full.done() and queue.rows >= self.max_batch_rows:
             full.set_result(None)
-        return await request.future
+
+    def _start_drainer(self, model_id: uuid.UUID, queue: _ModelQueue) -> None:
+        drainer = asyncio.create_task(self._drain(model_id, queue))
+        self._drainers.add(drainer)
+        drainer.add_done_callback(self._drainers.discard)
+
+    def _inline_rows(self, model_id: uuid.UUID) -> int:
+        """How many rows of this model fit the inline budget (0 until its cost is known)."""
+        per_row = self._row_seconds.get(model_id)
+        if per_row is None:
+            return 0
+        return int(INLINE_BUDGET_SECONDS / max(per_row, 1e-9))
 
     async def _drain(self, model_id: uuid.UUID, queue: _ModelQueue) -> None:
         """Run the model's queued requests batch by batch until none are left."""
@@ -197,8 +234,10 @@ class ModelServer:
         finally:
             queue.full = None
 
-    def _take_batch(self, queue: _ModelQueue) -> list[_Request]:
-        """The oldest requests for one predictor, up to the row limit (at least one)."""
+    def _take_batch(self, queue: _ModelQueue, max_rows: int | None = None) -> list[_Request]:
+        """The oldest requests for one predictor, up to ``max_rows`` (default: the batch
+        row limit), at least one."""
+        limit = self.max_batch_rows if max_rows is None else max_rows
         batch: list[_Request] = []
         rows = 0
         while queue.requests:
@@ -208,8 +247,7 @@ class ModelServer:
                 queue.rows -= len(request.inputs)
                 continue
             if batch and (
-                request.predictor is not batch[0].predictor
-                or rows + len(request.inputs) > self.max_batch_rows
+                request.predictor is not batch[0].predictor or rows + len(request.inputs) > limit
             ):
                 break
             queue.requests.popleft()
@@ -218,63 +256,80 @@ class ModelServer:
             rows += len(request.inputs)
         return batch
 
-    async def _predict(
-        self, model_id: uuid.UUID, predictor: Predictor, inputs: Sequence[Any]
-    ) -> Prediction:
-        """Run one batch: on the event loop when this model's measured cost says it takes
-        well under a millisecond (a thread hop would cost more than the work), else in a
-        worker thread so the loop keeps serving."""
-        per_row = self._row_seconds.get(model_id)
-        if per_row is not None and per_row * len(inputs) <= INLINE_BUDGET_SECONDS:
-            prediction, seconds = _timed_predict(predictor, inputs)
-        else:
-            prediction, seconds = await anyio.to_thread.run_sync(
-                _timed_predict, predictor, inputs, limiter=self._limiter
-            )
-        measured = seconds / max(1, len(inputs))
-        self._row_seconds[model_id] = (
-            measured
-            if per_row is None
-            else (1 - COST_SMOOTHING) * per_row + COST_SMOOTHING * measured
-        )
-        return prediction
-
     async def _run_batch(
         self, model_id: uuid.UUID, batch: list[_Request], loop: asyncio.AbstractEventLoop
     ) -> None:
+        """Run one batch: on the event loop when this model's measured cost says it fits
+        the inline budget (a thread hop would cost more than the work), else in a worker
+        thread so the loop keeps serving."""
+        rows = sum(len(request.inputs) for request in batch)
+        if rows <= self._inline_rows(model_id):
+            self._run_inline(model_id, batch, loop)
+            return
+        predictor, inputs = self._start_batch(batch, loop)
+        try:
+            prediction, seconds = await anyio.to_thread.run_sync(
+                _timed_predict, predictor, inputs, limiter=self._limiter
+            )
+        except ValidationError as exc:
+            if len(batch) == 1:
+                _settle(batch[0].future, exc)
+                return
+            results = await anyio.to_thread.run_sync(
+                _predict_each, predictor, [r.inputs for r in batch], limiter=self._limiter
+            )
+            _settle_each(batch, results)
+            return
+        except Exception as exc:  # every waiting caller gets the error
+            _settle_each(batch, [exc] * len(batch))
+            return
+        self._record_cost(model_id, seconds, len(inputs))
+        _settle_each(batch, _split(prediction, batch))
+
+    def _run_inline(
+        self, model_id: uuid.UUID, batch: list[_Request], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Run one batch on the event loop, start to finish, without awaiting anything."""
+        predictor, inputs = self._start_batch(batch, loop)
+        try:
+            prediction, seconds = _timed_predict(predictor, inputs)
+        except ValidationError as exc:
+            # Row numbers in the error are the batch's: re-run each request alone so
+            # the bad one gets its own message and the others still succeed.
+            results = (
+                [exc] if len(batch) == 1 else _predict_each(predictor, [r.inputs for r in batch])
+            )
+            _settle_each(batch, results)
+            return
+        except Exception as exc:  # every waiting caller gets the error
+            _settle_each(batch, [exc] * len(batch))
+            return
+        self._record_cost(model_id, seconds, len(inputs))
+        _settle_each(batch, _split(prediction, batch))
+
+    def _start_batch(
+        self, batch: list[_Request], loop: asyncio.AbstractEventLoop
+    ) -> tuple[Predictor, Sequence[Any]]:
+        """Record the batch's metrics; its predictor and all its rows."""
         started = loop.time()
         for request in batch:
             self.metrics.queue_wait.observe(started - request.enqueued_at)
         self.metrics.batch_requests.observe(len(batch))
-        predictor = batch[0].predictor
         if len(batch) == 1:
             inputs = batch[0].inputs
         else:
             inputs = [row for request in batch for row in request.inputs]
         self.metrics.batch_rows.observe(len(inputs))
-        try:
-            prediction = await self._predict(model_id, predictor, inputs)
-        except ValidationError as exc:
-            if len(batch) == 1:
-                _settle(batch[0].future, exc)
-                return
-            # Row numbers in the error are the batch's: re-run each request alone so
-            # the bad one gets its own message and the others still succeed.
-            results = await anyio.to_thread.run_sync(
-                _predict_each, predictor, [r.inputs for r in batch], limiter=self._limiter
-            )
-            for request, result in zip(batch, results, strict=True):
-                _settle(request.future, result)
-            return
-        except Exception as exc:  # every waiting caller gets the error
-            for request in batch:
-                _settle(request.future, exc)
-            return
-        if len(batch) == 1:
-            _settle(batch[0].future, prediction)
-            return
-        for request, part in zip(batch, _split(prediction, batch), strict=True):
-            _settle(request.future, part)
+        return batch[0].predictor, inputs
+
+    def _record_cost(self, model_id: uuid.UUID, seconds: float, rows: int) -> None:
+        measured = seconds / max(1, rows)
+        per_row = self._row_seconds.get(model_id)
+        self._row_seconds[model_id] = (
+            measured
+            if per_row is None
+            else (1 - COST_SMOOTHING) * per_row + COST_SMOOTHING * measured
+        )
 
 
 def _timed_predict(predictor: Predictor, inputs: Sequence[Any]) -> tuple[Prediction, float]:
@@ -298,6 +353,8 @@ def _predict_each(
 def _split(prediction: Prediction, batch: list[_Request]) -> list[Prediction]:
     from dlp.ml.inference import Prediction
 
+    if len(batch) == 1:
+        return [prediction]
     parts = []
     start = 0
     for request in batch:
@@ -311,6 +368,11 @@ def _split(prediction: Prediction, batch: list[_Request]) -> list[Prediction]:
         )
         start = end
     return parts
+
+
+def _settle_each(batch: list[_Request], results: Sequence[Prediction | BaseException]) -> None:
+    for request, result in zip(batch, results, strict=True):
+        _settle(request.future, result)
 
 
 def _settle(future: asyncio.Future[Prediction], result: Prediction | BaseException) -> None:
