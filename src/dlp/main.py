@@ -29,6 +29,7 @@ from dlp.ops.metrics import ApiMetrics
 from dlp.ops.middleware import RequestContextMiddleware
 from dlp.ops.router import router as ops_router
 from dlp.platform import build_platform
+from dlp.predictions.lane import PredictionLane, document_lane
 from dlp.predictions.server import build_model_server
 from dlp.protocols.router import mlflow_router, v2_router
 from dlp.protocols.stream import router as stream_router
@@ -155,7 +156,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.metrics = metrics
     install_error_handlers(app)
-    # Routes are matched in this order: the prediction paths, the hottest, come first.
+    # Routes are matched in this order: the protocols' prediction paths come first (the
+    # prediction lane answers /predict before routing).
     for router in (
         models_router,
         registry_router,
@@ -171,5 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_router,
     ):
         app.include_router(router)
+    app.add_middleware(PredictionLane, api=app)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    document_lane(app)
     return app

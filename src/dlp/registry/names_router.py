@@ -1,4 +1,7 @@
-"""Registry endpoints by model name: versions, aliases, traffic split, predict."""
+"""Registry endpoints by model name: versions, aliases, traffic split.
+
+``POST /api/v1/registry/{name}/predict`` is answered by ``dlp.predictions.lane``.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +10,10 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Request, Response, status
 
 from dlp.dependencies import (
-    SERVING_SECURITY,
     CurrentPrincipal,
-    ServingPrincipal,
     SessionDep,
     WriterPrincipal,
 )
-from dlp.predictions.schemas import PredictRequest, PredictResponse
 from dlp.registry import service, serving
 from dlp.registry.schemas import AliasIn, AliasOut, RegistryNameOut, TrafficOut
 
@@ -88,13 +88,3 @@ def delete_traffic(
     service.clear_traffic(session, principal, name)
     serving.directory(request).forget(principal.organization_id, name=name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-@router.post("/{name}/predict", openapi_extra=SERVING_SECURITY)
-async def predict(
-    name: ModelName, body: PredictRequest, request: Request, principal: ServingPrincipal
-) -> PredictResponse:
-    """Predict with the version the traffic split picks, else the ``production`` alias;
-    the answer's ``model_version`` names the version that served it."""
-    model = await serving.directory(request).by_name(principal, name)
-    return await serving.predict(request, model, body.inputs)

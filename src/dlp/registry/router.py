@@ -1,4 +1,7 @@
-"""Model endpoints: list, read, download, delete, predict, quantize, choose the serving variant."""
+"""Model endpoints: list, read, download, delete, quantize, choose the serving variant.
+
+``POST /api/v1/models/{id}/predict`` is answered by ``dlp.predictions.lane``.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +12,11 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from dlp.dependencies import (
-    SERVING_SECURITY,
     CurrentPrincipal,
-    ServingPrincipal,
     SessionDep,
     StoreDep,
     WriterPrincipal,
 )
-from dlp.predictions.schemas import PredictRequest, PredictResponse
 from dlp.predictions.server import ModelServer
 from dlp.registry import quantization, service, serving
 from dlp.registry.schemas import ModelOut, ServingIn
@@ -49,20 +49,6 @@ def list_models(
 def get_model(model_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal) -> ModelOut:
     """One model version with lineage and metrics."""
     return service.to_out(service.get_model_or_raise(session, principal, model_id))
-
-
-@router.post("/{model_id}/predict", openapi_extra=SERVING_SECURITY)
-async def predict(
-    model_id: uuid.UUID,
-    body: PredictRequest,
-    request: Request,
-    principal: ServingPrincipal,
-) -> PredictResponse:
-    """Predict up to 1,000 rows; each row is an object of column values."""
-    # Async, so concurrent requests can be batched; no database connection is held
-    # across the await (one held per request exhausted the pool at concurrency 64).
-    model = await serving.directory(request).by_id(principal, model_id)
-    return await serving.predict(request, model, body.inputs)
 
 
 @router.get("/{model_id}/download", response_class=StreamingResponse)
