@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -12,8 +13,9 @@ import pytest
 from dlp.errors import ValidationError
 from dlp.ml.artifact import train_tabular
 from dlp.ml.config import CNNConfig, MLPConfig, TextConfig, TrainingConfig
+from dlp.ml.image_archive import ArchiveLimits
 from dlp.ml.images import train_images
-from dlp.ml.quantize import ValidationSource, quantize_model
+from dlp.ml.quantize import ImageValidationSource, ValidationSource, quantize_model
 from dlp.ml.text import train_text
 from tests.images import digits_archive
 
@@ -94,12 +96,23 @@ def test_a_dataset_without_the_target_column_is_refused(mixed_table: pa.Table) -
         quantize_model(trained.files, source)
 
 
-def test_image_models_are_refused_with_the_reason(mixed_table: pa.Table) -> None:
+def test_image_models_are_scored_on_their_archive_validation_split(
+    mixed_table: pa.Table,
+) -> None:
+    archive = digits_archive().train_zip
+    training = TrainingConfig(epochs=2, validation_fraction=0.2, seed=3)
     trained = train_images(
-        io.BytesIO(digits_archive().train_zip),
-        model=CNNConfig(input_size=8, channels=[4]),
-        training=TrainingConfig(epochs=1),
+        io.BytesIO(archive), model=CNNConfig(input_size=8, channels=[8]), training=training
     )
-    source = ValidationSource(table=mixed_table, target="label", training=TrainingConfig())
-    with pytest.raises(ValidationError, match="tabular and text models, not image models"):
-        quantize_model(trained.files, source)
+    quantized = quantize_model(
+        trained.files, ImageValidationSource(io.BytesIO(archive), training, ArchiveLimits())
+    )
+    assert quantized.metric == "val_accuracy"
+    assert quantized.before == pytest.approx(trained.metrics["val_accuracy"], abs=1e-9)
+    n_images = len(zipfile.ZipFile(io.BytesIO(archive)).namelist())
+    # Stratified: a fifth of each class folder, rounded per class.
+    assert abs(quantized.validation_rows - 0.2 * n_images) <= 10
+    assert abs(quantized.change) < 0.05
+    wrong = ValidationSource(table=mixed_table, target="label", training=TrainingConfig())
+    with pytest.raises(ValidationError, match="image model needs its own kind of dataset"):
+        quantize_model(trained.files, wrong)

@@ -24,6 +24,7 @@ from tests.factories import (
     upload_ok,
     wait_for_job,
 )
+from tests.images import as_base64, digits_archive
 
 INT8_FILE = "model.int8.onnx"
 
@@ -196,3 +197,30 @@ def test_a_tampered_int8_file_is_refused_on_load(
     )
     assert response.status_code == 500
     assert INT8_FILE in response.json()["message"] and "sha256" in response.json()["message"]
+
+
+def test_image_models_quantize_on_their_archive_and_serve_int8(
+    client: TestClient, owner: Account
+) -> None:
+    digits = digits_archive()
+    dataset = upload_ok(client, owner, digits.train_zip, "digits.zip")
+    model = train(
+        client,
+        owner,
+        dataset["id"],
+        task="classification",
+        model={"type": "cnn", "input_size": 8, "channels": [8]},
+        training={"epochs": 3, "early_stopping_patience": 0},
+    )
+    response = quantize(client, owner, model["id"])
+    assert response.status_code == 200, response.text
+    report = response.json()["quantization"]
+    assert report["metric"] == "val_accuracy"
+    assert report["before"] == pytest.approx(model["metrics"]["val_accuracy"], abs=1e-9)
+    assert abs(report["change"]) <= 0.05
+    images = [as_base64(png) for png in digits.test_pngs[:50]]
+    fp32 = predict(client, owner, model["id"], images)
+    assert serve(client, owner.headers, model["id"], "int8").status_code == 200
+    int8 = predict(client, owner, model["id"], images)
+    same = sum(a == b for a, b in zip(int8["predictions"], fp32["predictions"], strict=True))
+    assert same >= 0.9 * len(images)

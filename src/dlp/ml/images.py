@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import torch
 from torch import Tensor
@@ -32,7 +34,7 @@ from dlp.ml.image_archive import (
 )
 from dlp.ml.image_encoder import ImageEncoder
 from dlp.ml.objectives import ClassificationObjective
-from dlp.ml.split import split_train_validation
+from dlp.ml.split import IndexArray, split_train_validation
 from dlp.ml.targets import ClassificationTarget
 from dlp.ml.trainer import TensorSplit, TrainingCallback, TrainingCancelled
 
@@ -87,12 +89,7 @@ def train_images(
             raise ValidationError(
                 f"training needs at least {MIN_ROWS} images; the archive has {len(images)}"
             )
-        labels = pa.chunked_array([pa.array([image.label for image in images], type=pa.string())])
-        target = ClassificationTarget.fit(labels, name=LABEL_NAME)
-        codes = target.encode(labels, name=LABEL_NAME)
-        train_rows, val_rows = split_train_validation(
-            len(images), fraction=training.validation_fraction, seed=training.seed, strata=codes
-        )
+        target, codes, train_rows, val_rows = _split(images, training)
         headers = [archive.probe(images[row]) for row in train_rows]
         channels = _channels([mode for mode, _ in headers])
         size = (
@@ -126,6 +123,32 @@ def train_images(
         callback=callback,
         run=run,
     )
+
+
+def validation_images(
+    file: BinaryIO, training: TrainingConfig, *, limits: ArchiveLimits, max_images: int
+) -> tuple[list[bytes], list[str]]:
+    """The encoded images of the validation split training drew from this archive (the
+    first ``max_images`` of them), and their class folders."""
+    with open_image_archive(file, limits) as archive:
+        images = archive.images
+        _, _, _, val_rows = _split(images, training)
+        chosen = [images[row] for row in val_rows[:max_images]]
+        return [archive.read(image) for image in chosen], [image.label for image in chosen]
+
+
+def _split(
+    images: Sequence[ArchiveImage], training: TrainingConfig
+) -> tuple[ClassificationTarget, npt.NDArray[np.int64], IndexArray, IndexArray]:
+    """The classes, each image's class index, and the seeded, stratified train and
+    validation rows."""
+    labels = pa.chunked_array([pa.array([image.label for image in images], type=pa.string())])
+    target = ClassificationTarget.fit(labels, name=LABEL_NAME)
+    codes = target.encode(labels, name=LABEL_NAME)
+    train_rows, val_rows = split_train_validation(
+        len(images), fraction=training.validation_fraction, seed=training.seed, strata=codes
+    )
+    return target, codes, train_rows, val_rows
 
 
 def _channels(modes: Sequence[str]) -> int:

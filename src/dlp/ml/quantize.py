@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +22,8 @@ from dlp.errors import DLPError, ValidationError
 from dlp.ml.artifact import load_predictor, read_manifest
 from dlp.ml.config import DataKind, Task, TrainingConfig
 from dlp.ml.export import export_model
+from dlp.ml.image_archive import ArchiveLimits
+from dlp.ml.images import validation_images
 from dlp.ml.inference import Predictor
 from dlp.ml.metrics import accuracy, rmse
 from dlp.ml.onnx_serving import int8_predictor, quantize_dynamic_int8
@@ -36,9 +38,9 @@ from dlp.ml.targets import (
 
 __all__ = [
     "MAX_EVALUATION_ROWS",
+    "ImageValidationSource",
     "QuantizedModel",
     "ValidationSource",
-    "check_quantizable",
     "quantize_model",
 ]
 
@@ -58,6 +60,15 @@ class ValidationSource:
 
 
 @dataclass(frozen=True)
+class ImageValidationSource:
+    """The archive an image model was trained on and how its training split it."""
+
+    archive: BinaryIO
+    training: TrainingConfig
+    limits: ArchiveLimits
+
+
+@dataclass(frozen=True)
 class QuantizedModel:
     """The int8 graph and its validation metric next to the fp32 model's."""
 
@@ -74,15 +85,19 @@ class QuantizedModel:
         return self.after - self.before
 
 
-def quantize_model(files: Mapping[str, bytes], source: ValidationSource) -> QuantizedModel:
+def quantize_model(
+    files: Mapping[str, bytes], source: ValidationSource | ImageValidationSource
+) -> QuantizedModel:
     """Quantize a model's network to int8 and score both versions on its validation rows.
 
     Raises ValidationError when the model cannot be exported to ONNX and quantized, or
     when ``source`` no longer holds the columns the model was trained on.
     """
     manifest = read_manifest(files)
-    check_quantizable(manifest.data_kind)
-    _check_columns(manifest.data_kind, source)
+    if (manifest.data_kind == "image") != isinstance(source, ImageValidationSource):
+        raise ValidationError(f"a {manifest.data_kind} model needs its own kind of dataset")
+    if isinstance(source, ValidationSource):
+        _check_columns(manifest.data_kind, source)
     classes = (
         ClassificationTarget(manifest.target)
         if isinstance(manifest.target, ClassificationTargetState)
@@ -110,15 +125,6 @@ def quantize_model(files: Mapping[str, bytes], source: ValidationSource) -> Quan
     )
 
 
-def check_quantizable(data_kind: str) -> None:
-    """ValidationError unless models of ``data_kind`` can be quantized and measured here."""
-    # Image validation splits would need the archive decoded again; not supported yet.
-    if data_kind not in ("tabular", "text"):
-        raise ValidationError(
-            f"quantization supports tabular and text models, not {data_kind} models"
-        )
-
-
 def _check_columns(data_kind: DataKind, source: ValidationSource) -> None:
     needed = [source.target] + ([source.text_column] if data_kind == "text" else [])
     missing = [name for name in needed if name is None or name not in source.table.column_names]
@@ -127,10 +133,18 @@ def _check_columns(data_kind: DataKind, source: ValidationSource) -> None:
 
 
 def _validation_rows(
-    source: ValidationSource, classes: ClassificationTarget | None
+    source: ValidationSource | ImageValidationSource, classes: ClassificationTarget | None
 ) -> tuple[list[Any], npt.NDArray[Any]]:
     """Prediction inputs and true values (class indices or numbers) of the first validation
-    rows, split as training split them (``dlp.ml.artifact.fit_target``)."""
+    rows, split as training split them (``dlp.ml.artifact.fit_target``; images:
+    ``dlp.ml.images``)."""
+    if isinstance(source, ImageValidationSource):
+        assert classes is not None, "image models are classifiers"
+        images, folders = validation_images(
+            source.archive, source.training, limits=source.limits, max_images=MAX_EVALUATION_ROWS
+        )
+        labels = pa.chunked_array([pa.array(folders, type=pa.string())])
+        return list(images), classes.encode(labels, name="class folder")
     table = source.table
     task: Task = "regression" if classes is None else "classification"
     usable = usable_target_rows(table.column(source.target), name=source.target, task=task)

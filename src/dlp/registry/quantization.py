@@ -18,6 +18,7 @@ from dlp.auth.service import Principal
 from dlp.datasets import service as dataset_service
 from dlp.db import utcnow
 from dlp.errors import ConflictError
+from dlp.ml.image_archive import ArchiveLimits
 from dlp.registry import service
 from dlp.registry.models import Model
 from dlp.registry.schemas import QuantizationOut, ServingVariant
@@ -25,20 +26,25 @@ from dlp.storage import FileStore
 
 
 def quantize_model_version(
-    session: Session, store: FileStore, principal: Principal, model_id: uuid.UUID
+    session: Session,
+    store: FileStore,
+    principal: Principal,
+    model_id: uuid.UUID,
+    *,
+    limits: ArchiveLimits,
 ) -> Model:
     """Make (or remake) the version's int8 variant and record its report.
 
     409 when the version's dataset was deleted (there is no split to measure on); 422
-    for an image model, or one that cannot be exported to ONNX and quantized, saying why.
+    for one that cannot be exported to ONNX and quantized, saying why. ``limits`` are
+    the image-archive limits its upload was checked against.
     """
     from dlp.ml.config import TrainingConfig
     from dlp.ml.onnx_serving import INT8_FILE
-    from dlp.ml.quantize import ValidationSource, check_quantizable, quantize_model
+    from dlp.ml.quantize import ImageValidationSource, ValidationSource, quantize_model
 
     principal.require(Role.MEMBER)
     model = service.get_model_or_raise(session, principal, model_id)
-    check_quantizable(model.data_kind)
     dataset = None
     if model.dataset_id is not None:
         dataset = dataset_service.get_dataset(
@@ -50,16 +56,21 @@ def quantize_model_version(
             "measure the int8 variant on"
         )
     files = service.load_model_files(store, model)
-    text_column = model.config.get("text_column") if model.data_kind == "text" else None
-    quantized = quantize_model(
-        files,
-        ValidationSource(
-            table=dataset_service.load_table(store, dataset),
-            target=str(model.config["target"]),
-            training=TrainingConfig.model_validate(model.config["training"]),
-            text_column=None if text_column is None else str(text_column),
-        ),
-    )
+    training = TrainingConfig.model_validate(model.config["training"])
+    if model.data_kind == "image":
+        with dataset_service.open_dataset_file(store, dataset) as archive:
+            quantized = quantize_model(files, ImageValidationSource(archive, training, limits))
+    else:
+        text_column = model.config.get("text_column") if model.data_kind == "text" else None
+        quantized = quantize_model(
+            files,
+            ValidationSource(
+                table=dataset_service.load_table(store, dataset),
+                target=str(model.config["target"]),
+                training=training,
+                text_column=None if text_column is None else str(text_column),
+            ),
+        )
     digests = service.store_model_files(store, model.file_prefix, {INT8_FILE: quantized.graph})
     # New dicts, not in-place edits: the JSON columns are saved when reassigned.
     model.files = {**model.files, **digests}

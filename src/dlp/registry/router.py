@@ -11,8 +11,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
+from dlp.datasets import service as dataset_service
 from dlp.dependencies import (
     CurrentPrincipal,
+    PlatformDep,
     SessionDep,
     StoreDep,
     WriterPrincipal,
@@ -102,7 +104,7 @@ def quantize_model(
     model_id: uuid.UUID,
     request: Request,
     session: SessionDep,
-    store: StoreDep,
+    platform: PlatformDep,
     server: ModelServerDep,
     principal: WriterPrincipal,
 ) -> ModelOut:
@@ -112,7 +114,13 @@ def quantize_model(
     Quantizing again replaces the earlier int8 file and report. 409 when the version's
     dataset was deleted; 422 when the model cannot be exported to ONNX.
     """
-    model = quantization.quantize_model_version(session, store, principal, model_id)
+    model = quantization.quantize_model_version(
+        session,
+        platform.store,
+        principal,
+        model_id,
+        limits=dataset_service.archive_limits(platform.settings),
+    )
     server.discard(model_id)
     serving.directory(request).forget(principal.organization_id)
     return service.to_out(model)
