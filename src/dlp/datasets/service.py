@@ -28,6 +28,7 @@ from dlp.training import repository as training_repository
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".zip": "zip"}
 KINDS = {"tabular", "text", "image"}
+IMAGE_CHUNK = 256
 
 
 def dataset_prefix(organization_id: uuid.UUID, dataset_id: uuid.UUID) -> str:
@@ -210,7 +211,7 @@ def dataset_tables(
 
     Tabular and text datasets keep their columns; an image archive becomes the
     columns ``path`` (the entry's name), ``folder`` (its class folder) and ``image``
-    (its encoded bytes), in archive order.
+    (its encoded bytes), in archive order, at most ``IMAGE_CHUNK`` images a table.
     """
     with store.open_reader(dataset.file_key) as handle:
         if dataset.kind != "image":
@@ -226,8 +227,10 @@ def dataset_tables(
 
 
 def _image_tables(archive: ImageArchive, rows: int) -> Iterator[pa.Table]:
-    for start in range(0, len(archive.images), rows):
-        images = archive.images[start : start + rows]
+    # Encoded images run to megabytes each: a chunk holds at most IMAGE_CHUNK of them.
+    step = min(rows, IMAGE_CHUNK)
+    for start in range(0, len(archive.images), step):
+        images = archive.images[start : start + step]
         yield pa.table(
             {
                 "path": pa.array([image.name for image in images], pa.string()),
