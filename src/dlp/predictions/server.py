@@ -324,12 +324,8 @@ class ModelServer:
 
     def _record_cost(self, model_id: uuid.UUID, seconds: float, rows: int) -> None:
         measured = seconds / max(1, rows)
-        per_row = self._row_seconds.get(model_id)
-        self._row_seconds[model_id] = (
-            measured
-            if per_row is None
-            else (1 - COST_SMOOTHING) * per_row + COST_SMOOTHING * measured
-        )
+        per_row = self._row_seconds.get(model_id, measured)
+        self._row_seconds[model_id] = (1 - COST_SMOOTHING) * per_row + COST_SMOOTHING * measured
 
 
 def _timed_predict(predictor: Predictor, inputs: Sequence[Any]) -> tuple[Prediction, float]:
