@@ -21,7 +21,7 @@ from dlp.db import create_db_engine, create_session_factory, session_scope
 from dlp.main import create_app
 from tests.conftest import REDIS_URL, Account, Deployment, installation, register_account
 
-TERMINAL = {"succeeded", "failed", "cancelled"}
+TERMINAL = {"succeeded", "failed", "cancelled", "pruned"}
 
 
 def table_csv(columns: list[str], rows: list[list[Any]]) -> bytes:

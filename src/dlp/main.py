@@ -37,6 +37,7 @@ from dlp.registry.names_router import router as registry_router
 from dlp.registry.router import router as models_router
 from dlp.registry.serving import ServingDirectory, warm_production_versions
 from dlp.training.router import router as training_router
+from dlp.tuning.router import router as tuning_router
 from dlp.workers.housekeeping import reap_periodically
 from dlp.workers.router import router as admin_router
 
@@ -168,6 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auth_router,
         datasets_router,
         training_router,
+        tuning_router,
         batch_router,
         events_router,
         admin_router,

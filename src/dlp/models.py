@@ -5,6 +5,7 @@ from dlp.batch.models import BatchPrediction
 from dlp.datasets.models import Dataset
 from dlp.registry.models import Model, ModelAlias, TrafficSplit
 from dlp.training.models import JobMetric, TrainingJob
+from dlp.tuning.models import TuningStudy
 from dlp.workers.models import WorkerRecord
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "Role",
     "TrafficSplit",
     "TrainingJob",
+    "TuningStudy",
     "User",
     "WorkerRecord",
 ]

@@ -16,6 +16,8 @@ from dlp.db import utcnow
 from dlp.queue import create_celery_app
 from dlp.training import tasks as training_tasks
 from dlp.training.kind import RUN_TRAINING_TASK
+from dlp.tuning import tasks as tuning_tasks
+from dlp.tuning.kind import RUN_TRIAL_TASK
 from dlp.workers.housekeeping import Housekeeper
 from dlp.workers.service import WorkerIdentity
 
@@ -25,6 +27,7 @@ def create_worker_app(settings: Settings) -> Celery:
     app = create_celery_app(settings)
     app.task(name=RUN_TRAINING_TASK, bind=True)(training_tasks.run_next)
     app.task(name=RUN_BATCH_TASK, bind=True)(batch_tasks.run_next)
+    app.task(name=RUN_TRIAL_TASK, bind=True)(tuning_tasks.run_next)
     return app
 
 

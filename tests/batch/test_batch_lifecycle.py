@@ -119,6 +119,7 @@ def test_job_of_a_vanished_worker_is_taken_back_and_finishes(shape: str, tmp_pat
             claimed = jobs_repository.claim_next(
                 session,
                 BATCH_PREDICTIONS.table,
+                BATCH_PREDICTIONS.scope,
                 worker="dead-worker",
                 lease_token=uuid.uuid4(),
                 now=utcnow(),

@@ -25,6 +25,7 @@ from dlp.errors import ConflictError, NotFoundError, UnsupportedMediaTypeError, 
 from dlp.ml.image_archive import ArchiveLimits, ImageArchive, open_image_archive
 from dlp.storage import FileStore
 from dlp.training import repository as training_repository
+from dlp.tuning import repository as tuning_repository
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".zip": "zip"}
 KINDS = {"tabular", "text", "image"}
@@ -163,6 +164,8 @@ def delete_dataset(
 ) -> None:
     """Delete a dataset and, once that commits, its files; refused while jobs use it."""
     dataset = get_dataset_or_raise(session, principal, dataset_id)
+    if tuning_repository.count_running_for_dataset(session, dataset.id):
+        raise ConflictError("the dataset is used by a running tuning study")
     if training_repository.count_active_for_dataset(session, dataset.id):
         raise ConflictError("the dataset is used by queued or running training jobs")
     if batch_repository.count_active_for_dataset(session, dataset.id):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
+
+from sqlalchemy import ColumnElement, true
 
 from dlp.events.bus import JobEvents
 from dlp.jobs.models import LeasedJob
@@ -19,7 +21,10 @@ def _nothing_to_do(*_args: object) -> None:
 
 @dataclass(frozen=True)
 class JobKind(Generic[J]):
-    """One table of claimable jobs, the queue and task that run them, and three hooks.
+    """One kind of claimable job: its rows, the queue and task that run them, and three hooks.
+
+    ``scope`` picks this kind's rows when several kinds share a table (tuning trials
+    are training jobs that belong to a study, run from their own queue).
 
     ``progress`` says how far a running job got (for the admins' queue view);
     ``on_end`` runs in the transaction that gives a job its terminal status
@@ -34,3 +39,4 @@ class JobKind(Generic[J]):
     progress: Callable[[J], dict[str, int]]
     on_end: Callable[[J, datetime], None] = _nothing_to_do
     announce: Callable[[JobEvents, J, str | None], None] = _nothing_to_do
+    scope: ColumnElement[bool] = field(default_factory=true)

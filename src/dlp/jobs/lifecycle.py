@@ -78,7 +78,7 @@ def reap_stale_jobs(
     failed once it has lost ``max_attempts`` workers). Returns the jobs touched.
     """
     stale = repository.list_stale_running(
-        session, kind.table, now - timedelta(seconds=lease_seconds)
+        session, kind.table, kind.scope, now - timedelta(seconds=lease_seconds)
     )
     for job in stale:
         reason = f"worker {job.worker} stopped renewing the job's lease"

@@ -29,6 +29,7 @@ def _waiting(table: type[LeasedJob], now: datetime) -> ColumnElement[bool]:
 def claim_next(
     session: Session,
     table: type[LeasedJob],
+    scope: ColumnElement[bool],
     *,
     worker: str,
     lease_token: uuid.UUID,
@@ -42,7 +43,7 @@ def claim_next(
     """
     candidates = (
         select(table.id)
-        .where(_waiting(table, now))
+        .where(_waiting(table, now), scope)
         .order_by(_priority_rank(table), table.created_at, table.id)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -67,9 +68,11 @@ def claim_next(
     return None
 
 
-def count_waiting(session: Session, table: type[LeasedJob], now: datetime) -> int:
+def count_waiting(
+    session: Session, table: type[LeasedJob], scope: ColumnElement[bool], now: datetime
+) -> int:
     """Jobs a worker could claim right now."""
-    statement = select(func.count()).select_from(table).where(_waiting(table, now))
+    statement = select(func.count()).select_from(table).where(_waiting(table, now), scope)
     return session.scalar(statement) or 0
 
 
@@ -115,19 +118,23 @@ def get_leased(
     )
 
 
-def list_stale_running(session: Session, table: type[J], heartbeat_before: datetime) -> list[J]:
+def list_stale_running(
+    session: Session, table: type[J], scope: ColumnElement[bool], heartbeat_before: datetime
+) -> list[J]:
     """Running jobs whose lease holder stopped renewing it, row-locked."""
     return list(
         session.scalars(
             select(table)
-            .where(table.status == "running", table.heartbeat_at < heartbeat_before)
+            .where(table.status == "running", table.heartbeat_at < heartbeat_before, scope)
             .with_for_update(skip_locked=True)
         )
     )
 
 
-def list_running(session: Session, table: type[J]) -> list[J]:
+def list_running(session: Session, table: type[J], scope: ColumnElement[bool]) -> list[J]:
     """Every running job of the table, of every organization, oldest first."""
     return list(
-        session.scalars(select(table).where(table.status == "running").order_by(table.started_at))
+        session.scalars(
+            select(table).where(table.status == "running", scope).order_by(table.started_at)
+        )
     )

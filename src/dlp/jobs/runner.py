@@ -29,7 +29,7 @@ RECORD_RETRY_DELAYS = (0.0, 1.0, 2.0, 4.0, 8.0)
 
 
 class JobCancelled(Exception):  # noqa: N818 - the name of the state the job ends in
-    """The job's owner asked it to stop: it ends ``cancelled``."""
+    """The job's owner asked it to stop: it ends ``cancelled`` (the message, if any, says why)."""
 
 
 def run_next_job(
@@ -49,7 +49,7 @@ def run_next_job(
     token = uuid.uuid4()
     with session_scope(platform.sessions) as session:
         job_id = repository.claim_next(
-            session, kind.table, worker=worker, lease_token=token, now=utcnow()
+            session, kind.table, kind.scope, worker=worker, lease_token=token, now=utcnow()
         )
     if job_id is None:
         log.info("job.nothing_waiting", kind=kind.label, worker=worker)
@@ -70,8 +70,8 @@ def _run_claimed(
         work(lease)
     except LeaseLostError:
         logger.warning("job.abandoned", reason="the job's lease moved to another attempt")
-    except JobCancelled:
-        _finish(platform, lease, "cancelled", None)
+    except JobCancelled as exc:
+        _finish(platform, lease, "cancelled", str(exc) or None)
         logger.info("job.cancelled")
     except DLPError as exc:
         _finish(platform, lease, "failed", exc.message)

@@ -27,4 +27,5 @@ TRAINING_JOBS: JobKind[TrainingJob] = JobKind(
     progress=lambda job: {"epoch": job.progress_epoch, "total_epochs": job.total_epochs},
     on_end=schedule_webhook,
     announce=_announce,
+    scope=TrainingJob.study_id.is_(None),
 )

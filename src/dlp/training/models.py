@@ -38,6 +38,16 @@ class TrainingJob(LeasedJob, Base):
     webhook_attempts: Mapped[int] = mapped_column(default=0)
     webhook_next_at: Mapped[datetime | None]
     webhook_error: Mapped[str | None] = mapped_column(Text)
+    # A tuning trial is a training job of a study; its Optuna trial number, sampled
+    # parameters and objective value are mirrored here so reading a study needs no Optuna.
+    study_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("tuning_studies.id", ondelete="CASCADE"), index=True
+    )
+    trial_number: Mapped[int | None]
+    trial_params: Mapped[dict[str, Any] | None]
+    trial_value: Mapped[float | None] = mapped_column(Float)
+    # A finished trial's model, stored but not registered: what registering it needs.
+    trial_result: Mapped[dict[str, Any] | None]
 
 
 class JobMetric(Base):

@@ -37,7 +37,9 @@ log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
-class _JobSpec:
+class JobSpec:
+    """What the worker needs to know of a job, read once when it starts."""
+
     job_id: uuid.UUID
     organization_id: uuid.UUID
     created_by: uuid.UUID | None
@@ -56,25 +58,31 @@ def run_next_training_job(platform: Platform, *, worker: str) -> uuid.UUID | Non
 
 
 def _run(platform: Platform, lease: Lease[TrainingJob], worker: str) -> None:
-    spec = _load_spec(platform, lease)
-    if spec is None:
-        raise DLPError("the job's dataset was deleted")
-    log.info("training.started", job_id=str(spec.job_id), resume_after_epoch=spec.checkpoint_epoch)
-    platform.events.publish(lease.job_id, log_event(_start_message(worker, spec)))
+    spec = start_job(platform, lease, worker)
     try:
-        trained = _train(platform, spec, lease)
+        trained = train_job(platform, spec, lease, job_progress(platform, spec, lease))
     except TrainingCancelled as exc:
         raise JobCancelled from exc
     _register(platform, spec, trained, lease)
     log.info("training.succeeded", job_id=str(spec.job_id), metrics=trained.metrics)
 
 
-def _load_spec(platform: Platform, lease: Lease[TrainingJob]) -> _JobSpec | None:
+def start_job(platform: Platform, lease: Lease[TrainingJob], worker: str) -> JobSpec:
+    """Read the claimed job and tell its followers it started (or resumed)."""
+    spec = _load_spec(platform, lease)
+    if spec is None:
+        raise DLPError("the job's dataset was deleted")
+    log.info("training.started", job_id=str(spec.job_id), resume_after_epoch=spec.checkpoint_epoch)
+    platform.events.publish(lease.job_id, log_event(_start_message(worker, spec)))
+    return spec
+
+
+def _load_spec(platform: Platform, lease: Lease[TrainingJob]) -> JobSpec | None:
     with session_scope(platform.sessions) as session:
         job = lease.load(session)
         spec = None
         if job.dataset_id is not None:
-            spec = _JobSpec(
+            spec = JobSpec(
                 job_id=job.id,
                 organization_id=job.organization_id,
                 created_by=job.created_by,
@@ -83,11 +91,25 @@ def _load_spec(platform: Platform, lease: Lease[TrainingJob]) -> _JobSpec | None
                 config=dict(job.config),
                 checkpoint_epoch=job.checkpoint_epoch,
             )
-    TRAINING_JOBS.announce(platform.events, job, None)
+    lease.kind.announce(platform.events, job, None)
     return spec
 
 
-def _train(platform: Platform, spec: _JobSpec, lease: Lease[TrainingJob]) -> TrainedModel:
+def job_progress(platform: Platform, spec: JobSpec, lease: Lease[TrainingJob]) -> JobProgress:
+    """The callback that records a job's metrics and checkpoints and notices a cancel."""
+    return JobProgress(
+        platform.sessions,
+        platform.store,
+        platform.events,
+        lease=lease,
+        organization_id=spec.organization_id,
+    )
+
+
+def train_job(
+    platform: Platform, spec: JobSpec, lease: Lease[TrainingJob], callback: JobProgress
+) -> TrainedModel:
+    """Train the job's model on its dataset, resuming from its last checkpoint if any."""
     with session_scope(platform.sessions) as session:
         dataset = dataset_service.get_dataset(
             session, dataset_id=spec.dataset_id, organization_id=spec.organization_id
@@ -101,13 +123,6 @@ def _train(platform: Platform, spec: _JobSpec, lease: Lease[TrainingJob]) -> Tra
     run = RunOptions(
         device=resolve_device(resources.get("device_type", "auto")),
         resume_from=_resume_point(platform, spec, lease),
-    )
-    callback = JobProgress(
-        platform.sessions,
-        platform.store,
-        platform.events,
-        lease=lease,
-        organization_id=spec.organization_id,
     )
     if dataset.kind == "image":
         with dataset_service.open_dataset_file(platform.store, dataset) as handle:
@@ -142,7 +157,7 @@ def _train(platform: Platform, spec: _JobSpec, lease: Lease[TrainingJob]) -> Tra
     )
 
 
-def _resume_point(platform: Platform, spec: _JobSpec, lease: Lease[TrainingJob]) -> bytes | None:
+def _resume_point(platform: Platform, spec: JobSpec, lease: Lease[TrainingJob]) -> bytes | None:
     """The last checkpoint of an interrupted run of this job, its later metrics dropped."""
     epoch = spec.checkpoint_epoch
     blob = None
@@ -162,7 +177,7 @@ def _resume_point(platform: Platform, spec: _JobSpec, lease: Lease[TrainingJob])
 
 
 def _register(
-    platform: Platform, spec: _JobSpec, trained: TrainedModel, lease: Lease[TrainingJob]
+    platform: Platform, spec: JobSpec, trained: TrainedModel, lease: Lease[TrainingJob]
 ) -> None:
     model_id = uuid.uuid4()
     prefix = registry_service.model_prefix(spec.organization_id, model_id)
@@ -203,7 +218,7 @@ def _register(
     platform.store.delete_prefix(checkpoint_prefix(spec.organization_id, spec.job_id))
 
 
-def _start_message(worker: str, spec: _JobSpec) -> str:
+def _start_message(worker: str, spec: JobSpec) -> str:
     if spec.checkpoint_epoch is None:
         return f"started on {worker}"
     return f"resumed on {worker} from the checkpoint of epoch {spec.checkpoint_epoch}"

@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from dlp.ml.config import AutoModelConfig, ModelConfig, Task, TrainingConfig
 from dlp.training.models import TrainingJob
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "pruned"]
+# "pruned": a tuning trial its study's pruner stopped early (plain jobs never end so).
+TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "pruned"})
 Priority = Literal["low", "normal", "high"]
 
 
@@ -91,6 +92,8 @@ class TrainingJobOut(BaseModel):
     worker: str | None = Field(description="The worker running, or last running, the job.")
     webhook_url: str | None
     webhook_status: str | None
+    study_id: uuid.UUID | None = Field(description="The tuning study this job is a trial of.")
+    trial_number: int | None = Field(description="Its trial number in that study, once sampled.")
     created_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
@@ -129,6 +132,8 @@ def job_fields(job: TrainingJob) -> dict[str, Any]:
         "worker": job.worker,
         "webhook_url": job.webhook_url,
         "webhook_status": job.webhook_status,
+        "study_id": job.study_id,
+        "trial_number": job.trial_number,
         "created_at": job.created_at,
         "started_at": job.started_at,
         "completed_at": job.completed_at,

@@ -15,6 +15,7 @@ import structlog
 from dlp.config import Settings
 from dlp.db import utcnow
 from dlp.platform import Platform, build_platform
+from dlp.tuning.service import advance_running_studies
 from dlp.webhooks.delivery import deliver_due_webhooks
 from dlp.workers.service import (
     WorkerIdentity,
@@ -60,6 +61,7 @@ class Housekeeper:
                 now = utcnow()
                 self._step("heartbeat", record_heartbeat, platform, self.identity, now)
                 self._step("reaper", take_back_stale_jobs, platform, now)
+                self._step("studies", advance_running_studies, platform, now)
                 for queue in self.identity.queues:
                     self._step("hints", resend_missing_hints, platform, queue, now)
             self._step("webhooks", deliver_due_webhooks, platform)

@@ -22,6 +22,7 @@ from dlp.jobs.kind import JobKind
 from dlp.platform import Platform
 from dlp.queue import ALL_QUEUES
 from dlp.training.kind import TRAINING_JOBS
+from dlp.tuning.kind import TUNING_TRIALS
 from dlp.workers import repository
 from dlp.workers.models import WorkerRecord
 from dlp.workers.schemas import QueueOut, QueuesOverview, RunningJobOut, WorkerOut
@@ -31,7 +32,7 @@ FORGET_WORKERS_AFTER = timedelta(days=7)
 
 # Every kind of job a worker claims, by the queue its hints travel on.
 JOB_KINDS: dict[str, JobKind[Any]] = {
-    kind.queue: kind for kind in (TRAINING_JOBS, BATCH_PREDICTIONS)
+    kind.queue: kind for kind in (TRAINING_JOBS, TUNING_TRIALS, BATCH_PREDICTIONS)
 }
 
 
@@ -90,7 +91,7 @@ def resend_missing_hints(platform: Platform, queue: str, now: datetime) -> int:
     if kind is None:
         return 0
     with session_scope(platform.sessions) as session:
-        waiting = jobs_repository.count_waiting(session, kind.table, now)
+        waiting = jobs_repository.count_waiting(session, kind.table, kind.scope, now)
     missing = waiting - platform.queue.depth(queue) if waiting else 0
     if missing > 0:
         log.info("queue.hints_resent", queue=queue, count=missing)
@@ -110,7 +111,7 @@ def queues_overview(session: Session, platform: Platform, now: datetime) -> Queu
             log.warning("queue.depth_unavailable", queue=name, error=str(exc))
             depth = None
         kind = JOB_KINDS.get(name)
-        waiting = jobs_repository.count_waiting(session, kind.table, now) if kind else 0
+        waiting = jobs_repository.count_waiting(session, kind.table, kind.scope, now) if kind else 0
         queues.append(QueueOut(name=name, depth=depth, waiting_jobs=waiting))
     workers = [
         WorkerOut(
@@ -140,6 +141,6 @@ def queues_overview(session: Session, platform: Platform, now: datetime) -> Queu
             progress=kind.progress(job),
         )
         for kind in JOB_KINDS.values()
-        for job in jobs_repository.list_running(session, kind.table)
+        for job in jobs_repository.list_running(session, kind.table, kind.scope)
     ]
     return QueuesOverview(queues=queues, workers=workers, running_jobs=running)
