@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import make_url
 
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
 MIN_SECRET_KEY_LENGTH = 32
@@ -136,6 +137,17 @@ class Settings(BaseSettings):
         if self.database_url is None:
             return f"sqlite:///{self.resolved_data_dir / 'dlp.db'}"
         return normalize_database_url(self.database_url)
+
+    @property
+    def optuna_url(self) -> str:
+        """Where Optuna keeps its tables: dlp's PostgreSQL database (in a schema of their
+        own, see ``dlp.db.schema_engine_options``), or a SQLite file next to dlp's."""
+        url = make_url(self.sqlalchemy_url)
+        if url.get_backend_name() != "sqlite":
+            return self.sqlalchemy_url
+        database = url.database or ""
+        stem = database.removesuffix(".db")
+        return url.set(database=f"{stem}.optuna.db").render_as_string(hide_password=False)
 
     @property
     def celery_broker_url(self) -> str:

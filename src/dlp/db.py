@@ -23,6 +23,8 @@ from sqlalchemy import (
     TypeDecorator,
     create_engine,
     event,
+    make_url,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DisconnectionError
@@ -91,6 +93,7 @@ def create_db_engine(url: str) -> Engine:
     return engine
 
 
+SQLITE_BUSY_SECONDS = 30
 PING_AFTER_IDLE_SECONDS = 5.0
 _CHECKED_IN_AT = "dlp_checked_in_at"
 
@@ -126,8 +129,24 @@ def _configure_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> No
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
     cursor.close()
+
+
+def schema_engine_options(url: str, schema: str) -> dict[str, Any]:
+    """``create_engine`` options for a library that keeps its own tables (and its own
+    ``alembic_version``) in the database at ``url``: on PostgreSQL they go to ``schema``,
+    created here if missing; a SQLite URL names a file of its own, which only needs
+    the busy timeout dlp's connections have."""
+    if make_url(url).get_backend_name() == "sqlite":
+        return {"connect_args": {"timeout": SQLITE_BUSY_SECONDS}}
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    finally:
+        engine.dispose()
+    return {"connect_args": {"options": f"-csearch_path={schema}"}, "pool_pre_ping": True}
 
 
 def create_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -1,5 +1,5 @@
 """Search spaces without a server: defaults per family and size, how a sampled point
-becomes a trial's config, and where Optuna's tables go."""
+becomes a trial's config, which trial is best, and where Optuna's tables go."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from dlp.config import Settings
 from dlp.errors import ValidationError
 from dlp.ml.config import TrainingConfig
-from dlp.tuning.engine import optuna_url
+from dlp.training.models import TrainingJob
+from dlp.tuning.schemas import best_trial
 from dlp.tuning.space import (
     CategoricalParam,
     FloatParam,
@@ -75,6 +76,26 @@ def test_value_outside_the_config_bounds_is_refused() -> None:
 
 def test_optuna_tables_live_beside_dlp_tables(tmp_path: Path) -> None:
     embedded = Settings(data_dir=tmp_path)
-    assert optuna_url(embedded) == f"sqlite:///{tmp_path / 'dlp.optuna.db'}"
+    assert embedded.optuna_url == f"sqlite:///{tmp_path / 'dlp.optuna.db'}"
     postgres = Settings(data_dir=tmp_path, database_url="postgresql://u:p@db:5432/dlp")
-    assert optuna_url(postgres) == "postgresql+psycopg://u:p@db:5432/dlp"
+    assert postgres.optuna_url == "postgresql+psycopg://u:p@db:5432/dlp"
+
+
+def _trial(number: int, value: float, val_loss: float, status: str = "succeeded") -> TrainingJob:
+    return TrainingJob(
+        status=status, trial_number=number, trial_value=value, metrics={"val_loss": val_loss}
+    )
+
+
+def test_best_trial_breaks_ties_by_validation_loss() -> None:
+    trials = [
+        _trial(0, 1.0, 0.20),
+        _trial(1, 1.0, 0.05),
+        _trial(2, 0.9, 0.01),
+        _trial(3, 1.0, 0.01, status="pruned"),
+    ]
+    best = best_trial(trials, maximize=True)
+    assert best is not None and best.trial_number == 1
+    lowest = best_trial(trials, maximize=False)
+    assert lowest is not None and lowest.trial_number == 2
+    assert best_trial([_trial(0, 1.0, 0.1, status="failed")], maximize=True) is None

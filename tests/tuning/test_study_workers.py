@@ -84,7 +84,6 @@ def test_twelve_trials_on_two_workers_beat_the_default_config(shape: str, tmp_pa
     assert all(trial["epochs"] < 30 and "hyperband" in trial["error_message"] for trial in pruned)
     assert len({trial["worker"] for trial in trials}) == 2, "trials ran on both workers"
     assert final["best"]["value"] >= default_job["metrics"]["val_accuracy"]
-    assert final["importances"] and set(final["importances"]) <= set(final["search_space"])
     assert final["model_id"] == final["best"]["model_id"] is not None
 
 

@@ -6,6 +6,7 @@ import uuid
 
 from fastapi import APIRouter, Depends, status
 
+from dlp.db import utcnow
 from dlp.dependencies import CurrentPrincipal, PlatformDep, SessionDep, WriterPrincipal
 from dlp.schemas import Page, PageParams, page_params
 from dlp.training import service
@@ -17,6 +18,7 @@ from dlp.training.schemas import (
     TrainingJobCreate,
     TrainingJobOut,
 )
+from dlp.tuning import service as tuning_service
 
 router = APIRouter(prefix="/api/v1/training/jobs", tags=["training"])
 
@@ -72,5 +74,12 @@ def get_metrics(job_id: uuid.UUID, session: SessionDep, principal: CurrentPrinci
 def cancel_job(
     job_id: uuid.UUID, session: SessionDep, platform: PlatformDep, principal: WriterPrincipal
 ) -> TrainingJobOut:
-    """Cancel a job: a queued one never starts, a running one stops within seconds."""
-    return TrainingJobOut.from_job(service.cancel_job(session, platform.events, principal, job_id))
+    """Cancel a job: a queued one never starts, a running one stops within seconds.
+
+    Cancelling a tuning trial tops its study's trials in flight back up to its
+    parallelism (the cancelled trial still counts toward ``n_trials``).
+    """
+    job = service.cancel_job(session, platform.events, principal, job_id)
+    if job.study_id is not None:
+        tuning_service.advance_study(session, platform, job.study_id, utcnow())
+    return TrainingJobOut.from_job(job)

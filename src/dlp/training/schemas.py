@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,6 +15,10 @@ JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "pr
 # "pruned": a tuning trial its study's pruner stopped early (plain jobs never end so).
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "pruned"})
 Priority = Literal["low", "normal", "high"]
+ModelName = Annotated[
+    str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+]
+ColumnName = Annotated[str, Field(min_length=1, max_length=255)]
 
 
 class Resources(BaseModel):
@@ -34,22 +38,17 @@ class TrainingJobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset_id: uuid.UUID
-    name: str | None = Field(
+    name: ModelName | None = Field(
         default=None,
-        min_length=1,
-        max_length=100,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
         description="Model name the result is registered under; default: dataset-target.",
     )
     task: Task
-    target: str | None = Field(
+    target: ColumnName | None = Field(
         default=None,
-        min_length=1,
-        max_length=255,
         description="Column to predict (tabular and text; image classes come from folders).",
     )
-    text_column: str | None = Field(
-        default=None, min_length=1, max_length=255, description="Column holding the text (text)."
+    text_column: ColumnName | None = Field(
+        default=None, description="Column holding the text (text)."
     )
     model: ModelConfig = Field(default_factory=AutoModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)

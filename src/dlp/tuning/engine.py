@@ -5,7 +5,7 @@ The studies live in the platform's own database through Optuna's RDB storage, so
 trial may run on any worker of any host and a restart loses nothing. Optuna keeps
 its own tables and its own ``alembic_version``, which would collide with dlp's: on
 PostgreSQL they live in a schema of their own (``optuna``) of the same database; on
-SQLite, whose databases are files, in a file next to dlp's (``<name>.optuna.db``).
+SQLite, whose databases are files, in a file next to dlp's (``Settings.optuna_url``).
 """
 
 from __future__ import annotations
@@ -18,17 +18,16 @@ from typing import Any
 
 import optuna
 import structlog
-from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from dlp.config import Settings
+from dlp.db import schema_engine_options
 from dlp.tuning.space import CategoricalParam, FloatParam, IntParam, SearchSpace
 from dlp.tuning.space import ParamSpec as _ParamSpec
 
 log = structlog.get_logger(__name__)
 OPTUNA_SCHEMA = "optuna"
 MIN_TRIALS_FOR_IMPORTANCE = 4
-SQLITE_BUSY_SECONDS = 60
 STORAGE_ATTEMPTS = 5
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -37,19 +36,9 @@ _storages: dict[str, optuna.storages.RDBStorage] = {}
 _storages_lock = threading.Lock()
 
 
-def optuna_url(settings: Settings) -> str:
-    """Where Optuna's tables live for this installation (see the module docstring)."""
-    url = make_url(settings.sqlalchemy_url)
-    if url.get_backend_name() == "sqlite":
-        database = url.database or ""
-        stem = database[: -len(".db")] if database.endswith(".db") else database
-        return url.set(database=f"{stem}.optuna.db").render_as_string(hide_password=False)
-    return url.render_as_string(hide_password=False)
-
-
 def storage(settings: Settings) -> optuna.storages.RDBStorage:
     """This process's Optuna storage for the installation (built once: it checks its schema)."""
-    url = optuna_url(settings)
+    url = settings.optuna_url
     with _storages_lock:
         if url not in _storages:
             _storages[url] = _build_storage(url)
@@ -64,25 +53,15 @@ def _build_storage(url: str) -> optuna.storages.RDBStorage:
     """
     for attempt in range(STORAGE_ATTEMPTS):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=_prepare(url))
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=schema_engine_options(url, OPTUNA_SCHEMA)
+            )
         except SQLAlchemyError as exc:
             if attempt == STORAGE_ATTEMPTS - 1:
                 raise
             log.info("tuning.storage_retry", error=str(exc).splitlines()[0])
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
-
-
-def _prepare(url: str) -> dict[str, Any]:
-    if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": SQLITE_BUSY_SECONDS}}
-    engine = create_engine(url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {OPTUNA_SCHEMA}"))
-    finally:
-        engine.dispose()
-    return {"connect_args": {"options": f"-csearch_path={OPTUNA_SCHEMA}"}, "pool_pre_ping": True}
 
 
 def open_study(settings: Settings, config: dict[str, Any], name: str, *, salt: str) -> optuna.Study:

@@ -73,23 +73,26 @@ def run_next_trial(platform: Platform, *, worker: str) -> uuid.UUID | None:
 
 
 def _after_trial(platform: Platform, job_id: uuid.UUID) -> None:
-    """Advance the trial's study and, after a completed trial, refresh its importances."""
+    """Advance the trial's study; after a completed trial, refresh its importances (a
+    study that ends gets them from every trial, in the transaction that ends it)."""
     with session_scope(platform.sessions) as session:
         job = session.get(TrainingJob, job_id)
         if job is None or job.study_id is None:
             return
         completed, study_id = job.status == "succeeded", job.study_id
+
+    def importances(study: TuningStudy) -> dict[str, float] | None:
+        return engine.importances(engine.load_study(platform.settings, study.optuna_name))
+
     # A transaction of its own that locks the study before it reads anything.
     with session_scope(platform.sessions) as session:
-        study = service.advance_study(session, platform, study_id, utcnow())
-        if study is None:
-            return
-        name = study.optuna_name
-    if completed:
-        found = engine.importances(engine.load_study(platform.settings, name))
-        if found is not None:
-            with session_scope(platform.sessions) as session:
-                service.record_importances(session, study_id, found)
+        study = service.advance_study(
+            session, platform, study_id, utcnow(), importances=importances
+        )
+        if completed and study is not None and study.status == "running":
+            found = importances(study)
+            if found is not None:
+                study.importances = found
 
 
 class TrialProgress(JobProgress):

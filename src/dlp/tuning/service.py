@@ -10,6 +10,7 @@ It needs no Optuna: trials mirror their parameters and values into their jobs.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -169,11 +170,21 @@ def cancel_study(
     return study
 
 
+Importances = Callable[[TuningStudy], dict[str, float] | None]
+"""Reads a study's parameter importances from Optuna (the workers pass one in)."""
+
+
 def advance_study(
-    session: Session, platform: Platform, study_id: uuid.UUID, now: datetime
+    session: Session,
+    platform: Platform,
+    study_id: uuid.UUID,
+    now: datetime,
+    *,
+    importances: Importances | None = None,
 ) -> TuningStudy | None:
     """Top the study up to ``parallelism`` trials in flight, or end it once its last
-    trial ended; for an ended study, delete the models of trials that lost."""
+    trial ended (with its final ``importances`` when given); for an ended study, delete
+    the models of trials that lost."""
     study = repository.lock(session, study_id)
     if study is None:
         return None
@@ -192,6 +203,9 @@ def advance_study(
             platform.queue.wake_after_commit(session, RUN_TRIAL_TASK, queue=TUNING_QUEUE)
         if active == 0 and room <= 0:
             _finish(session, study, trials, now)
+            final = importances(study) if importances and study.status == "succeeded" else None
+            if final is not None:
+                study.importances = final
     if study.status != "running":
         _discard_losing_models(session, platform, study)
     return study
@@ -205,13 +219,6 @@ def advance_running_studies(platform: Platform, now: datetime) -> int:
         with session_scope(platform.sessions) as session:
             advance_study(session, platform, study_id, now)
     return len(study_ids)
-
-
-def record_importances(session: Session, study_id: uuid.UUID, found: dict[str, float]) -> None:
-    """Store the study's latest parameter importances."""
-    study = session.get(TuningStudy, study_id)
-    if study is not None:
-        study.importances = found
 
 
 def _new_trial(study: TuningStudy) -> TrainingJob:
