@@ -103,3 +103,11 @@ class ServiceUnavailableError(DLPError):
 
     status_code = 503
     code = "service_unavailable"
+
+
+class ReplicaLostError(Exception):
+    """A data-parallel training process died mid-run (killed, out of memory, a crash).
+
+    Not the user's doing: the job is retried from its last checkpoint, like a job whose
+    worker vanished, until it runs out of attempts.
+    """

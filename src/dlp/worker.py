@@ -6,6 +6,8 @@ import os
 import socket
 from typing import Any
 
+import structlog
+from billiard.process import current_process  # type: ignore[import-untyped]
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
@@ -13,13 +15,19 @@ from dlp.batch import tasks as batch_tasks
 from dlp.batch.kind import RUN_BATCH_TASK
 from dlp.config import Settings
 from dlp.db import utcnow
+from dlp.jobs.capacity import Capacity
+from dlp.ml.hardware import gpu_slice, gpus_per_job, probe_hardware
 from dlp.queue import create_celery_app
 from dlp.training import tasks as training_tasks
 from dlp.training.kind import RUN_TRAINING_TASK
 from dlp.tuning import tasks as tuning_tasks
 from dlp.tuning.kind import RUN_TRIAL_TASK
+from dlp.worker_state import set_job_capacity
 from dlp.workers.housekeeping import Housekeeper
 from dlp.workers.service import WorkerIdentity
+
+log = structlog.get_logger(__name__)
+HARDWARE_PROBE_SECONDS = 120
 
 
 def create_worker_app(settings: Settings) -> Celery:
@@ -41,11 +49,43 @@ def worker_name() -> str:
     return f"dlp-{os.getpid()}@{socket.gethostname()}"
 
 
+def worker_hardware(concurrency: int) -> dict[str, Any]:
+    """This machine's CPU cores and GPUs, plus ``job_devices``: what one job may use."""
+    hardware = probe_hardware(timeout_s=HARDWARE_PROBE_SECONDS)
+    hardware["job_devices"] = {
+        "cuda": gpus_per_job(concurrency, len(hardware["gpus"])),
+        "cpu": hardware["cpu_cores"],
+    }
+    return hardware
+
+
+def child_visible_devices(process_index: int, concurrency: int, gpu_ids: list[str]) -> str:
+    """``CUDA_VISIBLE_DEVICES`` for pool child ``process_index``, given the ids of the
+    GPUs its parent sees: its own slice of them, or "" when it owns none."""
+    return ",".join(gpu_ids[i] for i in gpu_slice(process_index, concurrency, len(gpu_ids)))
+
+
 _concurrency = 1
+_hardware: dict[str, Any] = {"cpu_cores": os.cpu_count() or 1, "gpus": []}
+
+
+def _pin_devices(process_index: int) -> None:
+    """Give this pool child its own GPUs (before anything initialises CUDA) and record
+    what one of its jobs may use."""
+    gpus = _hardware["gpus"]
+    owned = 0
+    if gpus:
+        parent = os.environ.get("CUDA_VISIBLE_DEVICES")
+        ids = [i.strip() for i in parent.split(",")] if parent else [str(g["index"]) for g in gpus]
+        pinned = child_visible_devices(process_index, _concurrency, ids[: len(gpus)])
+        os.environ["CUDA_VISIBLE_DEVICES"] = pinned
+        owned = len(pinned.split(",")) if pinned else 0
+    set_job_capacity(Capacity(cuda=owned, cpu=int(_hardware["cpu_cores"])))
 
 
 @worker_process_init.connect  # type: ignore[untyped-decorator]
 def _configure_child(**_kwargs: Any) -> None:
+    _pin_devices(int(getattr(current_process(), "index", 0)))
     import torch
 
     torch.set_num_threads(torch_threads_per_process(_concurrency))
@@ -56,8 +96,10 @@ def _configure_child(**_kwargs: Any) -> None:
 
 def run_worker(settings: Settings, *, concurrency: int, queues: list[str], loglevel: str) -> None:
     """Run a Celery worker in this process until it is told to stop."""
-    global _concurrency
+    global _concurrency, _hardware
     _concurrency = concurrency
+    _hardware = worker_hardware(concurrency)
+    log.info("worker.hardware", **_hardware)
     name = worker_name()
     housekeeper = Housekeeper(
         settings,
@@ -68,6 +110,7 @@ def run_worker(settings: Settings, *, concurrency: int, queues: list[str], logle
             queues=tuple(queues),
             concurrency=concurrency,
             started_at=utcnow(),
+            hardware=_hardware,
         ),
     )
     # Started once the pool has forked its children, so they inherit no thread.

@@ -157,9 +157,19 @@ def test_bad_job_requests_are_refused(
         ),
         ({"target": "label", "task": "classification", "unknown_field": 1}, 422, "unknown_field"),
         (
-            {"target": "label", "task": "classification", "resources": {"devices": 4}},
+            {"target": "label", "task": "classification", "resources": {"devices": 65}},
             422,
             "devices",
+        ),
+        # The session's live worker reports its devices: none has 64 GPUs for one job.
+        (
+            {
+                "target": "label",
+                "task": "classification",
+                "resources": {"devices": 64, "device_type": "cuda"},
+            },
+            422,
+            "resources.devices=64 (cuda): no live worker has 64 cuda devices; the largest has",
         ),
     ]
     for extra, status, words in cases:

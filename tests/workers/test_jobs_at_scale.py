@@ -225,6 +225,10 @@ def test_admin_sees_queues_workers_and_running_jobs(tmp_path: Path) -> None:
     [seen] = body["workers"]
     assert seen["name"] == f"dlp-{worker.pid}@{os.uname().nodename}" and seen["alive"]
     assert seen["queues"] == ["training"]
+    hardware = seen["hardware"]
+    assert hardware["cpu_cores"] == os.cpu_count()
+    # One job at a time (concurrency 1): it may use every GPU.
+    assert hardware["job_devices"] == {"cuda": len(hardware["gpus"]), "cpu": os.cpu_count()}
     [running] = body["running_jobs"]
     assert running["id"] == job_id and running["worker"] == seen["name"]
     assert forbidden.status_code == 403 and anonymous.status_code == 401

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from dlp.jobs.models import LeasedJob
@@ -34,16 +34,17 @@ def claim_next(
     worker: str,
     lease_token: uuid.UUID,
     now: datetime,
+    eligible: ColumnElement[bool] | None = None,
 ) -> uuid.UUID | None:
-    """Move the best waiting job (highest priority, then oldest) to running under a new
-    lease; None when no job waits.
+    """Move the best waiting job (highest priority, then oldest) that is also ``eligible``
+    (what the claimer's devices fit) to running under a new lease; None when none waits.
 
     PostgreSQL skips rows another claimer has locked; SQLite serialises writers, and
     the conditional UPDATE lets exactly one of two racing claimers win a row.
     """
     candidates = (
         select(table.id)
-        .where(_waiting(table, now), scope)
+        .where(_waiting(table, now), scope, true() if eligible is None else eligible)
         .order_by(_priority_rank(table), table.created_at, table.id)
         .limit(1)
         .with_for_update(skip_locked=True)

@@ -18,6 +18,7 @@ from dlp.db import session_scope, utcnow
 from dlp.errors import DLPError
 from dlp.faults import is_transient
 from dlp.jobs import lifecycle, repository
+from dlp.jobs.capacity import Capacity, local_capacity
 from dlp.jobs.kind import J, JobKind
 from dlp.jobs.lease import Lease, LeaseLostError
 from dlp.platform import Platform
@@ -38,8 +39,10 @@ def run_next_job(
     *,
     worker: str,
     work: Callable[[Lease[J]], None],
+    capacity: Capacity | None = None,
 ) -> uuid.UUID | None:
-    """Claim the best waiting job of ``kind`` and run ``work`` on it.
+    """Claim the best waiting job of ``kind`` that fits ``capacity`` (default: this
+    machine's cores, no GPU) and run ``work`` on it.
 
     ``work`` gives the job its terminal status when it succeeds; a
     ``JobCancelled``, a ``DLPError`` (the user's problem) or a crash ends it
@@ -49,7 +52,13 @@ def run_next_job(
     token = uuid.uuid4()
     with session_scope(platform.sessions) as session:
         job_id = repository.claim_next(
-            session, kind.table, kind.scope, worker=worker, lease_token=token, now=utcnow()
+            session,
+            kind.table,
+            kind.scope,
+            worker=worker,
+            lease_token=token,
+            now=utcnow(),
+            eligible=kind.fits(capacity or local_capacity()),
         )
     if job_id is None:
         log.info("job.nothing_waiting", kind=kind.label, worker=worker)

@@ -33,6 +33,7 @@ from dlp.ml.config import (
     TrainingConfig,
     resolve_model_config,
 )
+from dlp.ml.distributed import fit_data_parallel, plan_for
 from dlp.ml.encoders import InputEncoder, load_encoder
 from dlp.ml.inference import Prediction, Predictor
 from dlp.ml.objectives import ClassificationObjective, Objective, RegressionObjective
@@ -107,6 +108,8 @@ class RunOptions:
     """None trains on the CPU; ``dlp.ml.device.resolve_device`` picks one from a request."""
     resume_from: bytes | None = None
     """A checkpoint from ``TrainingCallback.on_checkpoint`` of an earlier run of this job."""
+    devices: int = 1
+    """Data-parallel processes (``dlp.ml.distributed``); 1 trains in this process."""
 
 
 @dataclass(frozen=True)
@@ -233,18 +236,39 @@ def package_model(
     """
     spec = encoder.input_spec
     resolved = resolve_model_config(model, data_kind=data_kind, spec=spec, n_rows=len(train))
+    run = run or RunOptions()
     with seeded(training.seed):
         network = build_model(resolved, spec, target.n_outputs)
-        result = fit(
-            network,
-            train=train,
-            validation=validation,
-            objective=objective,
-            config=training,
-            callback=callback,
-            device=(run or RunOptions()).device,
-            resume_from=(run or RunOptions()).resume_from,
-        )
+        if run.devices > 1:
+            plan = plan_for(
+                resolved,
+                spec,
+                target.n_outputs,
+                objective=objective,
+                training=training,
+                devices=run.devices,
+                device=run.device,
+            )
+            result = fit_data_parallel(
+                network,
+                plan,
+                train=train,
+                validation=validation,
+                objective=objective,
+                callback=callback,
+                resume_from=run.resume_from,
+            )
+        else:
+            result = fit(
+                network,
+                train=train,
+                validation=validation,
+                objective=objective,
+                config=training,
+                callback=callback,
+                device=run.device,
+                resume_from=run.resume_from,
+            )
     network = network.cpu()
     manifest = ModelManifest(
         data_kind=data_kind,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Literal
@@ -76,3 +77,10 @@ def fits_on_device(nbytes: int, device: torch.device) -> bool:
         return True
     free, _total = torch.cuda.mem_get_info(device)
     return nbytes <= free * DEVICE_MEMORY_SHARE
+
+
+def release_device_memory() -> None:
+    """Hand a finished run's cached GPU memory back, so the next job on this GPU gets it."""
+    gc.collect()
+    if torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+        torch.cuda.empty_cache()

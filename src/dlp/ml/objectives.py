@@ -166,3 +166,17 @@ def _binary_auc(outputs: Tensor, expected: np.ndarray) -> float | None:
     # The logit margin ranks rows exactly as the positive-class probability does.
     margin = (outputs[:, 1].double() - outputs[:, 0].double()).numpy()
     return metrics.roc_auc(expected, margin)
+
+
+def objective_state(objective: Objective) -> dict[str, Any]:
+    """What rebuilds ``objective`` in another process (``objective_from_state``)."""
+    if isinstance(objective, RegressionObjective):
+        return {"task": "regression", "mean": objective.mean, "std": objective.std}
+    return {"task": "classification"}
+
+
+def objective_from_state(state: dict[str, Any]) -> Objective:
+    """The objective ``objective_state`` described."""
+    if state["task"] == "regression":
+        return RegressionObjective(mean=float(state["mean"]), std=float(state["std"]))
+    return ClassificationObjective()

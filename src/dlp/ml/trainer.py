@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,9 +28,9 @@ from dlp.ml.checkpoint import (
 from dlp.ml.config import TrainingConfig
 from dlp.ml.device import Precision, fits_on_device, resolve_precision
 from dlp.ml.objectives import LossFunction, Objective
-from dlp.ml.steps import clip_gradients_, shuffled_batches
+from dlp.ml.replicas import SOLO, Replicas
+from dlp.ml.steps import build_optimizer, build_scheduler, clip_gradients_, shuffled_batches
 
-SGD_MOMENTUM = 0.9
 CANCEL_CHECK_INTERVAL_S = 1.0
 EVAL_CHUNK_ROWS = 16_384
 EVAL_CHUNK_VALUES = 1 << 22  # input values per evaluation chunk: images get fewer rows
@@ -111,37 +111,6 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
-def build_optimizer(
-    parameters: Iterable[nn.Parameter], config: TrainingConfig
-) -> torch.optim.Optimizer:
-    """The optimizer ``config.optimizer`` names."""
-    params = list(parameters)
-    lr, decay = config.learning_rate, config.weight_decay
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=decay)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
-    return torch.optim.SGD(params, lr=lr, momentum=SGD_MOMENTUM, weight_decay=decay)
-
-
-def build_scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainingConfig, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """The per-step learning-rate schedule ``config.lr_schedule`` names (None: constant)."""
-    total_steps = config.epochs * steps_per_epoch
-    if config.lr_schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.learning_rate, total_steps=total_steps
-        )
-    if config.lr_schedule == "cosine":
-        # Closed form rather than CosineAnnealingLR's recursion: exact at every step.
-        def cosine(step: int) -> float:
-            return 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
-
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
-    return None
-
-
 def fit(
     model: nn.Module,
     *,
@@ -152,8 +121,13 @@ def fit(
     callback: TrainingCallback | None = None,
     device: torch.device | None = None,
     resume_from: bytes | None = None,
+    replicas: Replicas = SOLO,
 ) -> FitResult:
-    """Train ``model`` in place; it ends in eval mode, on ``device``, holding its kept weights."""
+    """Train ``model`` in place; it ends in eval mode, on ``device``, holding its kept weights.
+
+    With several ``replicas`` every rank calls this with the same data and config (only
+    rank 0 with a ``callback``); see ``dlp.ml.distributed``.
+    """
     callback = callback or TrainingCallback()
     monitor = _monitored_metric(config.early_stopping_metric, objective)
     if len(train) == 0:
@@ -162,7 +136,8 @@ def fit(
     model.to(precision.device)
     train, validation, move_batches = _place(train, validation, precision.device)
     optimizer = build_optimizer(model.parameters(), config)
-    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    batch_size = replicas.local_batch_size(config.batch_size)
+    steps_per_epoch = math.ceil(replicas.rows_per_epoch(len(train)) / batch_size)
     parts = TrainingParts(
         model=model,
         optimizer=optimizer,
@@ -182,6 +157,7 @@ def fit(
         config=config,
         callback=callback,
         move_batches=move_batches,
+        replicas=replicas,
     )
     wants_checkpoints = _overrides(callback, "on_checkpoint")
     patience = config.early_stopping_patience
@@ -192,7 +168,7 @@ def fit(
         epoch = progress.epoch + 1
         loop.guard.check(epoch, force=True)
         train_loss = loop.train_epoch(train, epoch, progress)
-        scores = evaluate(model, validation, objective, precision=precision)
+        scores = evaluate(model, validation, objective, precision=precision, replicas=replicas)
         _check_finite(train_loss, epoch)
         _check_finite(scores["loss"], epoch)
         metrics = {"train_loss": train_loss, **{f"val_{k}": v for k, v in scores.items()}}
@@ -204,8 +180,7 @@ def fit(
             callback.on_checkpoint(save_checkpoint(parts, progress, fingerprint=fingerprint), epoch)
     if progress.best_weights:
         model.load_state_dict(progress.best_weights)
-    model.eval()
-    outputs = _predict(model, validation, precision)
+    outputs = _predict(model, validation, precision, replicas)
     return FitResult(
         metrics=dict(progress.best_metrics),
         best_epoch=progress.best_epoch,
@@ -221,21 +196,28 @@ def evaluate(
     objective: Objective,
     *,
     precision: Precision | None = None,
+    replicas: Replicas = SOLO,
 ) -> dict[str, float]:
     """``loss`` (unweighted) and the objective's metrics of ``model`` on ``split`` (eval mode)."""
-    outputs = _predict(model, split, precision)
+    outputs = _predict(model, split, precision, replicas)
     targets = split.targets.cpu()
     with torch.inference_mode():
         loss = float(objective.loss(outputs, targets))
     return {"loss": loss, **objective.metrics(outputs, targets)}
 
 
-def _predict(model: nn.Module, split: TensorSplit, precision: Precision | None) -> Tensor:
-    """Float32 CPU outputs of ``model`` over ``split``, in chunks, on the model's device."""
+def _predict(
+    model: nn.Module, split: TensorSplit, precision: Precision | None, replicas: Replicas = SOLO
+) -> Tensor:
+    """Float32 CPU outputs of ``model`` over ``split``, in chunks, on the model's device;
+    with several replicas each predicts its share of the rows and all get every output."""
     if precision is None:
         first = next(model.parameters(), None)
         precision = Precision(first.device if first is not None else torch.device("cpu"))
     model.eval()
+    n_rows = len(split)
+    share = replicas.shard_rows(n_rows)
+    split = TensorSplit(split.features[share], split.targets[share])
     row_values = max(1, split.features[0].numel()) if len(split) else 1
     chunk = max(1, min(EVAL_CHUNK_ROWS, EVAL_CHUNK_VALUES // row_values))
     with torch.inference_mode(), precision.autocast():
@@ -243,7 +225,7 @@ def _predict(model: nn.Module, split: TensorSplit, precision: Precision | None) 
             model(split.features[start : start + chunk].to(precision.device))
             for start in range(0, len(split), chunk)
         ]
-    return torch.cat(chunks).float().cpu()
+    return replicas.gather(torch.cat(chunks).float().cpu(), n_rows)
 
 
 class _EpochLoop:
@@ -258,8 +240,11 @@ class _EpochLoop:
         config: TrainingConfig,
         callback: TrainingCallback,
         move_batches: bool,
+        replicas: Replicas,
     ) -> None:
         self.parts = parts
+        self.network = replicas.wrap(parts.model)
+        self.replicas = replicas
         self.precision = precision
         self.loss = loss
         self.config = config
@@ -270,15 +255,16 @@ class _EpochLoop:
 
     def train_epoch(self, split: TensorSplit, epoch: int, progress: LoopProgress) -> float:
         """Train one epoch, advancing ``progress.step``; returns the mean training loss."""
-        model, optimizer = self.parts.model, self.parts.optimizer
+        model, network, optimizer = self.parts.model, self.network, self.parts.optimizer
         scheduler, scaler = self.parts.scheduler, self.parts.grad_scaler
         loss_function, guard, autocast = self.loss, self.guard, self.precision.autocast
         device, move_batches = self.precision.device, self.move_batches
-        batch_size, clip_norm = self.config.batch_size, self.config.gradient_clip_norm
+        batch_size = self.replicas.local_batch_size(self.config.batch_size)
+        clip_norm = self.config.gradient_clip_norm
         report_every = self.report_every
         parameters = [p for p in model.parameters() if p.requires_grad]
         model.train()
-        order = torch.randperm(len(split), generator=self.parts.generator)
+        order = self.replicas.epoch_order(len(split), self.parts.generator)
         total = torch.zeros((), device=device)
         step, seen = progress.step, 0
         batches = shuffled_batches(split.features, split.targets, order, batch_size)
@@ -289,7 +275,7 @@ class _EpochLoop:
                 batch_targets = batch_targets.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with autocast():
-                loss = loss_function(model(batch_features), batch_targets)
+                loss = loss_function(network(batch_features), batch_targets)
             if scaler is None:
                 torch.autograd.backward(loss)
                 if clip_norm is not None:
@@ -312,7 +298,8 @@ class _EpochLoop:
             if scheduler is not None:
                 scheduler.step()
         progress.step = step
-        return float(total) / len(split)
+        totals = self.replicas.sum(torch.stack([total, total.new_tensor(float(seen))]))
+        return float(totals[0]) / float(totals[1])
 
 
 def _monitored_metric(metric: str, objective: Objective) -> str:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from sqlalchemy import ColumnElement
+
 from dlp.events.bus import JobEvents
 from dlp.events.payloads import log_event, status_event
+from dlp.jobs.capacity import Capacity, fits_clause
 from dlp.jobs.kind import JobKind
 from dlp.queue import TRAINING_QUEUE
 from dlp.training.models import TrainingJob
@@ -19,6 +22,11 @@ def _announce(events: JobEvents, job: TrainingJob, message: str | None) -> None:
     events.publish(job.id, status_event(job))
 
 
+def fits_training_job(capacity: Capacity) -> ColumnElement[bool]:
+    """The training jobs (and tuning trials) a worker process of ``capacity`` can run."""
+    return fits_clause(TrainingJob.devices, TrainingJob.device_type, capacity)
+
+
 TRAINING_JOBS: JobKind[TrainingJob] = JobKind(
     table=TrainingJob,
     label="training job",
@@ -28,4 +36,5 @@ TRAINING_JOBS: JobKind[TrainingJob] = JobKind(
     on_end=schedule_webhook,
     announce=_announce,
     scope=TrainingJob.study_id.is_(None),
+    fits=fits_training_job,
 )

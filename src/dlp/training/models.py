@@ -32,6 +32,9 @@ class TrainingJob(LeasedJob, Base):
     progress_epoch: Mapped[int] = mapped_column(default=0)
     checkpoint_epoch: Mapped[int | None]
     total_epochs: Mapped[int]
+    # ``config["resources"]`` as columns, so a worker claims only the jobs its devices fit.
+    devices: Mapped[int] = mapped_column(default=1, server_default="1")
+    device_type: Mapped[str] = mapped_column(String(10), default="auto", server_default="auto")
     webhook_url: Mapped[str | None] = mapped_column(Text)
     webhook_secret: Mapped[str | None] = mapped_column(String(100))
     webhook_status: Mapped[str | None] = mapped_column(String(20), index=True)

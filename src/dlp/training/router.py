@@ -34,6 +34,7 @@ def submit_job(
         principal,
         body,
         allow_private_webhooks=platform.settings.webhook_allow_private,
+        lease_seconds=platform.settings.job_lease_seconds,
     )
     return TrainingJobAccepted.from_new_job(job)
 
@@ -41,6 +42,7 @@ def submit_job(
 @router.get("")
 def list_jobs(
     session: SessionDep,
+    platform: PlatformDep,
     principal: CurrentPrincipal,
     status: JobStatus | None = None,
     page: PageParams = Depends(page_params),
@@ -49,13 +51,25 @@ def list_jobs(
     rows, total = service.list_jobs(
         session, principal, status=status, limit=page.limit, offset=page.offset
     )
-    return Page.build(rows, total, page, TrainingJobOut.from_job)
+    reasons = service.waiting_reasons(
+        session, rows, now=utcnow(), lease_seconds=platform.settings.job_lease_seconds
+    )
+    return Page.build(
+        rows, total, page, lambda job: TrainingJobOut.from_job(job, reasons.get(job.id))
+    )
 
 
 @router.get("/{job_id}")
-def get_job(job_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal) -> TrainingJobOut:
-    """One job: status, progress, final metrics, the model it produced."""
-    return TrainingJobOut.from_job(service.get_job_or_raise(session, principal, job_id))
+def get_job(
+    job_id: uuid.UUID, session: SessionDep, platform: PlatformDep, principal: CurrentPrincipal
+) -> TrainingJobOut:
+    """One job: status, progress, final metrics, the model it produced, and why it
+    waits when no live worker has the devices it asks for."""
+    job = service.get_job_or_raise(session, principal, job_id)
+    reasons = service.waiting_reasons(
+        session, [job], now=utcnow(), lease_seconds=platform.settings.job_lease_seconds
+    )
+    return TrainingJobOut.from_job(job, reasons.get(job.id))
 
 
 @router.get("/{job_id}/metrics")

@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from dlp.datasets import service as dataset_service
+from dlp.datasets.models import Dataset
 from dlp.db import session_scope, utcnow
 from dlp.errors import DLPError
 from dlp.events.payloads import log_event
 from dlp.jobs import lifecycle
+from dlp.jobs.capacity import Capacity
 from dlp.jobs.lease import Lease
 from dlp.jobs.runner import JobCancelled, run_next_job
 from dlp.ml.artifact import RunOptions, TrainedModel, train_tabular
 from dlp.ml.config import TrainingConfig, model_config_adapter
-from dlp.ml.device import resolve_device
+from dlp.ml.device import release_device_memory, resolve_device
 from dlp.ml.images import train_images
 from dlp.ml.text import train_text
 from dlp.ml.trainer import TrainingCancelled
@@ -32,6 +34,9 @@ from dlp.training import repository
 from dlp.training.kind import TRAINING_JOBS
 from dlp.training.models import TrainingJob
 from dlp.training.progress import JobProgress, checkpoint_key, checkpoint_prefix
+
+if TYPE_CHECKING:
+    import torch
 
 log = structlog.get_logger(__name__)
 
@@ -49,11 +54,18 @@ class JobSpec:
     checkpoint_epoch: int | None
 
 
-def run_next_training_job(platform: Platform, *, worker: str) -> uuid.UUID | None:
-    """Claim the best waiting job and train it to a terminal status (or back to the
-    queue after a transient fault). Returns the job's id; None when none was waiting."""
+def run_next_training_job(
+    platform: Platform, *, worker: str, capacity: Capacity | None = None
+) -> uuid.UUID | None:
+    """Claim the best waiting job that fits ``capacity`` (default: this machine's cores,
+    no GPU) and train it to a terminal status (or back to the queue after a transient
+    fault). Returns the job's id; None when none was waiting."""
     return run_next_job(
-        platform, TRAINING_JOBS, worker=worker, work=lambda lease: _run(platform, lease, worker)
+        platform,
+        TRAINING_JOBS,
+        worker=worker,
+        work=lambda lease: _run(platform, lease, worker),
+        capacity=capacity,
     )
 
 
@@ -72,7 +84,14 @@ def start_job(platform: Platform, lease: Lease[TrainingJob], worker: str) -> Job
     spec = _load_spec(platform, lease)
     if spec is None:
         raise DLPError("the job's dataset was deleted")
-    log.info("training.started", job_id=str(spec.job_id), resume_after_epoch=spec.checkpoint_epoch)
+    devices, device = _placement(spec)
+    log.info(
+        "training.started",
+        job_id=str(spec.job_id),
+        resume_after_epoch=spec.checkpoint_epoch,
+        devices=devices,
+        device_type=device.type,
+    )
     platform.events.publish(lease.job_id, log_event(_start_message(worker, spec)))
     return spec
 
@@ -116,14 +135,24 @@ def train_job(
         )
         if dataset is None:
             raise DLPError("the job's dataset was deleted")
+    devices, device = _placement(spec)
+    run = RunOptions(
+        device=device,
+        resume_from=_resume_point(platform, spec, lease),
+        devices=devices,
+    )
+    try:
+        return _train(platform, spec, dataset, callback, run)
+    finally:
+        release_device_memory()
+
+
+def _train(
+    platform: Platform, spec: JobSpec, dataset: Dataset, callback: JobProgress, run: RunOptions
+) -> TrainedModel:
     config = spec.config
     model = model_config_adapter.validate_python(config["model"])
     training = TrainingConfig.model_validate(config["training"])
-    resources = config.get("resources") or {}
-    run = RunOptions(
-        device=resolve_device(resources.get("device_type", "auto")),
-        resume_from=_resume_point(platform, spec, lease),
-    )
     if dataset.kind == "image":
         with dataset_service.open_dataset_file(platform.store, dataset) as handle:
             return train_images(
@@ -218,7 +247,15 @@ def _register(
     platform.store.delete_prefix(checkpoint_prefix(spec.organization_id, spec.job_id))
 
 
+def _placement(spec: JobSpec) -> tuple[int, torch.device]:
+    """How many processes the job trains on, and on which device."""
+    resources = spec.config.get("resources") or {}
+    return int(resources.get("devices", 1)), resolve_device(resources.get("device_type", "auto"))
+
+
 def _start_message(worker: str, spec: JobSpec) -> str:
+    devices, device = _placement(spec)
+    where = worker if devices == 1 else f"{worker} as {devices} {device.type} processes"
     if spec.checkpoint_epoch is None:
-        return f"started on {worker}"
-    return f"resumed on {worker} from the checkpoint of epoch {spec.checkpoint_epoch}"
+        return f"started on {where}"
+    return f"resumed on {where} from the checkpoint of epoch {spec.checkpoint_epoch}"

@@ -19,6 +19,7 @@ ModelName = Annotated[
     str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ]
 ColumnName = Annotated[str, Field(min_length=1, max_length=255)]
+MAX_JOB_DEVICES = 64
 
 
 class Resources(BaseModel):
@@ -27,9 +28,17 @@ class Resources(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     devices: int = Field(
-        default=1, ge=1, le=1, description="Data-parallel training is not yet supported: 1."
+        default=1,
+        ge=1,
+        le=MAX_JOB_DEVICES,
+        description=(
+            "Data-parallel processes (DistributedDataParallel): GPUs with cuda, "
+            "processes sharing the worker's cores with cpu."
+        ),
     )
-    device_type: Literal["auto", "cpu", "cuda"] = "auto"
+    device_type: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="auto: the worker's GPUs when it has any, else its CPU cores."
+    )
 
 
 class TrainingJobCreate(BaseModel):
@@ -96,11 +105,15 @@ class TrainingJobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
+    waiting_reason: str | None = Field(
+        default=None,
+        description="Why a queued job waits when no live worker has the devices it asks for.",
+    )
 
     @classmethod
-    def from_job(cls, job: TrainingJob) -> TrainingJobOut:
-        """The API view of a job row."""
-        return cls(**job_fields(job))
+    def from_job(cls, job: TrainingJob, waiting_reason: str | None = None) -> TrainingJobOut:
+        """The API view of a job row (and why it waits, if it waits for devices)."""
+        return cls(**job_fields(job), waiting_reason=waiting_reason)
 
 
 class TrainingJobAccepted(TrainingJobOut):

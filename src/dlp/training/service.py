@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -19,8 +21,9 @@ from dlp.errors import ConflictError, NotFoundError, ValidationError
 from dlp.events.bus import JobEvents
 from dlp.events.payloads import status_event
 from dlp.jobs import repository as jobs_repository
+from dlp.jobs.capacity import shortfall
 from dlp.ml.config import FAMILIES_BY_KIND
-from dlp.queue import TRAINING_QUEUE, JobQueue
+from dlp.queue import TRAINING_QUEUE, TUNING_QUEUE, JobQueue
 from dlp.training import repository
 from dlp.training.kind import RUN_TRAINING_TASK
 from dlp.training.models import JobMetric, TrainingJob
@@ -32,6 +35,7 @@ from dlp.training.schemas import (
 from dlp.webhooks.delivery import schedule_webhook
 from dlp.webhooks.signing import new_secret
 from dlp.webhooks.ssrf import check_webhook_url
+from dlp.workers import service as workers_service
 
 MAX_CLASSES = 1000
 NUMERIC_DTYPES = {"int64", "float64", "bool"}
@@ -124,10 +128,22 @@ def submit_job(
     request: TrainingJobCreate,
     *,
     allow_private_webhooks: bool,
+    lease_seconds: float,
 ) -> TrainingJob:
-    """Validate, store the job as queued, and wake a worker once committed."""
+    """Validate, store the job as queued, and wake a worker once committed.
+
+    A job no live worker has the devices for is refused (while no worker is known,
+    any job is accepted: it waits for one).
+    """
     dataset = dataset_service.get_dataset_or_raise(session, principal, request.dataset_id)
     validate_against_dataset(request, dataset)
+    resources = request.resources
+    live = workers_service.live_capacities(session, now=utcnow(), lease_seconds=lease_seconds)
+    reason = shortfall(resources.devices, resources.device_type, live.get(TRAINING_QUEUE, []))
+    if reason is not None:
+        raise ValidationError(
+            f"resources.devices={resources.devices} ({resources.device_type}): {reason}"
+        )
     webhook_secret = None
     if request.webhook_url is not None:
         check_webhook_url(request.webhook_url, allow_private=allow_private_webhooks)
@@ -148,6 +164,8 @@ def submit_job(
                 mode="json", exclude={"dataset_id", "name", "webhook_url", "webhook_secret"}
             ),
             total_epochs=request.training.epochs,
+            devices=resources.devices,
+            device_type=resources.device_type,
             webhook_url=request.webhook_url,
             webhook_secret=webhook_secret,
         ),
@@ -180,6 +198,23 @@ def list_jobs(
         limit=limit,
         offset=offset,
     )
+
+
+def waiting_reasons(
+    session: Session, jobs: Sequence[TrainingJob], *, now: datetime, lease_seconds: float
+) -> dict[uuid.UUID, str]:
+    """Why each queued job of ``jobs`` that no live worker can run waits, by job id."""
+    queued = [job for job in jobs if job.status == "queued"]
+    if not queued:
+        return {}
+    live = workers_service.live_capacities(session, now=now, lease_seconds=lease_seconds)
+    reasons = {}
+    for job in queued:
+        queue = TRAINING_QUEUE if job.study_id is None else TUNING_QUEUE
+        reason = shortfall(job.devices, job.device_type, live.get(queue, []))
+        if reason is not None:
+            reasons[job.id] = reason
+    return reasons
 
 
 def list_metrics(session: Session, principal: Principal, job_id: uuid.UUID) -> list[JobMetric]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from celery import Task
 
 from dlp.training.runner import run_next_training_job
-from dlp.worker_state import worker_platform
+from dlp.worker_state import job_capacity, worker_platform
 
 
 def run_next(task: Task) -> None:
     """Train the best waiting job, if any (a hint that finds none is harmless)."""
-    run_next_training_job(worker_platform(), worker=str(task.request.hostname))
+    run_next_training_job(
+        worker_platform(), worker=str(task.request.hostname), capacity=job_capacity()
+    )

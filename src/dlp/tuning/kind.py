@@ -18,4 +18,5 @@ TUNING_TRIALS: JobKind[TrainingJob] = JobKind(
     progress=TRAINING_JOBS.progress,
     announce=TRAINING_JOBS.announce,
     scope=TrainingJob.study_id.is_not(None),
+    fits=TRAINING_JOBS.fits,
 )

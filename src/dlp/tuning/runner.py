@@ -21,6 +21,7 @@ from dlp.db import session_scope, utcnow
 from dlp.errors import DLPError
 from dlp.faults import is_transient
 from dlp.jobs import lifecycle
+from dlp.jobs.capacity import Capacity
 from dlp.jobs.lease import Lease, LeaseLostError
 from dlp.jobs.runner import JobCancelled, run_next_job
 from dlp.ml.artifact import TrainedModel
@@ -58,10 +59,17 @@ class _Trial:
     deadline: datetime | None
 
 
-def run_next_trial(platform: Platform, *, worker: str) -> uuid.UUID | None:
-    """Claim the best waiting trial and run it to an end; then move its study along."""
+def run_next_trial(
+    platform: Platform, *, worker: str, capacity: Capacity | None = None
+) -> uuid.UUID | None:
+    """Claim the best waiting trial that fits ``capacity`` and run it to an end; then
+    move its study along."""
     job_id = run_next_job(
-        platform, TUNING_TRIALS, worker=worker, work=lambda lease: _run(platform, lease, worker)
+        platform,
+        TUNING_TRIALS,
+        worker=worker,
+        work=lambda lease: _run(platform, lease, worker),
+        capacity=capacity,
     )
     if job_id is not None:
         try:

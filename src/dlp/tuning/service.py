@@ -240,6 +240,8 @@ def _new_trial(study: TuningStudy) -> TrainingJob:
             "resources": {"devices": 1, "device_type": "auto"},
         },
         total_epochs=config["training"]["epochs"],
+        devices=1,
+        device_type="auto",
         study_id=study.id,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -22,3 +23,5 @@ class WorkerRecord(Base):
     concurrency: Mapped[int]
     started_at: Mapped[datetime]
     last_seen_at: Mapped[datetime] = mapped_column(index=True)
+    # CPU cores, GPUs and ``job_devices`` (what one job may use); null from older workers.
+    hardware: Mapped[dict[str, Any] | None] = mapped_column(JSONType)

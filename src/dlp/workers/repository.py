@@ -21,6 +21,11 @@ def list_workers(session: Session) -> list[WorkerRecord]:
     return list(session.scalars(select(WorkerRecord).order_by(WorkerRecord.last_seen_at.desc())))
 
 
+def list_workers_seen_since(session: Session, since: datetime) -> list[WorkerRecord]:
+    """Workers whose last heartbeat is at or after ``since``."""
+    return list(session.scalars(select(WorkerRecord).where(WorkerRecord.last_seen_at >= since)))
+
+
 def forget_workers_seen_before(session: Session, before: datetime) -> None:
     """Drop workers silent since ``before``."""
     session.execute(

@@ -16,6 +16,25 @@ class QueueOut(BaseModel):
     waiting_jobs: int = Field(description="Jobs the database says are ready to run.")
 
 
+class GpuOut(BaseModel):
+    """One CUDA GPU a worker sees."""
+
+    index: int = Field(description="Its position among the GPUs the worker sees.")
+    name: str
+    memory_mb: int
+
+
+class WorkerHardwareOut(BaseModel):
+    """A worker's devices, and what one of its jobs may use."""
+
+    cpu_cores: int
+    gpus: list[GpuOut]
+    job_devices: dict[str, int] = Field(
+        description="Most devices one job may ask for, by device type: 'cuda' is the GPUs "
+        "one pool process owns (GPUs are split among concurrent jobs), 'cpu' the cores."
+    )
+
+
 class WorkerOut(BaseModel):
     """One worker process and its last heartbeat."""
 
@@ -27,6 +46,7 @@ class WorkerOut(BaseModel):
     started_at: datetime
     last_heartbeat_at: datetime
     alive: bool = Field(description="Heartbeat within the job lease period.")
+    hardware: WorkerHardwareOut | None = Field(description="Null for workers of older releases.")
 
 
 class RunningJobOut(BaseModel):

@@ -18,6 +18,7 @@ from dlp.batch.kind import BATCH_PREDICTIONS
 from dlp.db import session_scope
 from dlp.jobs import lifecycle
 from dlp.jobs import repository as jobs_repository
+from dlp.jobs.capacity import Capacity
 from dlp.jobs.kind import JobKind
 from dlp.platform import Platform
 from dlp.queue import ALL_QUEUES
@@ -25,7 +26,13 @@ from dlp.training.kind import TRAINING_JOBS
 from dlp.tuning.kind import TUNING_TRIALS
 from dlp.workers import repository
 from dlp.workers.models import WorkerRecord
-from dlp.workers.schemas import QueueOut, QueuesOverview, RunningJobOut, WorkerOut
+from dlp.workers.schemas import (
+    QueueOut,
+    QueuesOverview,
+    RunningJobOut,
+    WorkerHardwareOut,
+    WorkerOut,
+)
 
 log = structlog.get_logger(__name__)
 FORGET_WORKERS_AFTER = timedelta(days=7)
@@ -46,6 +53,7 @@ class WorkerIdentity:
     queues: tuple[str, ...]
     concurrency: int
     started_at: datetime
+    hardware: dict[str, Any] | None = None
 
 
 def record_heartbeat(platform: Platform, identity: WorkerIdentity, now: datetime) -> None:
@@ -61,6 +69,7 @@ def record_heartbeat(platform: Platform, identity: WorkerIdentity, now: datetime
                 concurrency=identity.concurrency,
                 started_at=identity.started_at,
                 last_seen_at=now,
+                hardware=identity.hardware,
             ),
         )
         repository.forget_workers_seen_before(session, now - FORGET_WORKERS_AFTER)
@@ -99,9 +108,31 @@ def resend_missing_hints(platform: Platform, queue: str, now: datetime) -> int:
     return max(missing, 0)
 
 
+def alive_after(now: datetime, lease_seconds: float) -> datetime:
+    """The heartbeat a worker must have sent since to count as alive at ``now``."""
+    return now - timedelta(seconds=lease_seconds)
+
+
+def live_capacities(
+    session: Session, *, now: datetime, lease_seconds: float
+) -> dict[str, list[tuple[str, Capacity | None]]]:
+    """The live workers of each queue, each with what one of its jobs may use (None for
+    a worker of an older release, which does not say), from one query."""
+    by_queue: dict[str, list[tuple[str, Capacity | None]]] = {}
+    for worker in repository.list_workers_seen_since(session, alive_after(now, lease_seconds)):
+        for queue in worker.queues:
+            by_queue.setdefault(queue, []).append((worker.name, _job_capacity(worker)))
+    return by_queue
+
+
+def _job_capacity(worker: WorkerRecord) -> Capacity | None:
+    job_devices = (worker.hardware or {}).get("job_devices")
+    return Capacity.from_job_devices(job_devices) if isinstance(job_devices, dict) else None
+
+
 def queues_overview(session: Session, platform: Platform, now: datetime) -> QueuesOverview:
     """Queue depths, workers with their last heartbeat, and the jobs running now."""
-    alive_after = now - timedelta(seconds=platform.settings.job_lease_seconds)
+    seen_after = alive_after(now, platform.settings.job_lease_seconds)
     queues = []
     for name in ALL_QUEUES:
         depth: int | None
@@ -122,7 +153,8 @@ def queues_overview(session: Session, platform: Platform, now: datetime) -> Queu
             concurrency=w.concurrency,
             started_at=w.started_at,
             last_heartbeat_at=w.last_seen_at,
-            alive=w.last_seen_at >= alive_after,
+            alive=w.last_seen_at >= seen_after,
+            hardware=WorkerHardwareOut.model_validate(w.hardware) if w.hardware else None,
         )
         for w in repository.list_workers(session)
     ]
