@@ -1,4 +1,5 @@
-"""The ``dlp`` command: run the API, run workers, manage the database."""
+"""The ``dlp`` command: run the API, run workers, manage the database; the client commands
+(login, datasets, train, jobs, models, predict, tune) come from ``dlp.cli.client_commands``."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from dlp.cli.client_commands import register_client_commands
+from dlp.cli.output import EXIT_CODES_HELP
 from dlp.config import Settings, get_settings
 from dlp.ops.logging import configure_logging
 from dlp.queue import ALL_QUEUES
 
-app = typer.Typer(help="dlp: a self-hosted deep-learning platform.", no_args_is_help=True)
+app = typer.Typer(
+    help="dlp: a self-hosted deep-learning platform.", epilog=EXIT_CODES_HELP, no_args_is_help=True
+)
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
@@ -167,3 +172,6 @@ def db_upgrade() -> None:
     started = time.perf_counter()
     upgrade_database(settings.sqlalchemy_url)
     typer.echo(f"database at the latest migration ({time.perf_counter() - started:.1f}s)")
+
+
+register_client_commands(app)

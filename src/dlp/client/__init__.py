@@ -1,0 +1,80 @@
+"""The dlp Python SDK: ``Client(url, token | api_key=...)`` over the HTTP contract.
+
+>>> from dlp.client import Client
+>>> client = Client("http://127.0.0.1:8000", api_key="dlp_...")
+>>> [dataset.name for dataset in client.datasets.iter()]
+"""
+
+from dlp.client.client import Client
+from dlp.client.errors import (
+    AuthenticationError,
+    ConflictError,
+    DLPClientError,
+    DLPConnectionError,
+    JobWaitTimeoutError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitedError,
+    ServerError,
+    UnsupportedMediaTypeError,
+    ValidationError,
+)
+from dlp.client.schemas import (
+    Alias,
+    ApiKey,
+    BatchPrediction,
+    Dataset,
+    JobEvent,
+    LogEvent,
+    MetricEvent,
+    MetricPoint,
+    ModelVersion,
+    Page,
+    Prediction,
+    QueuesOverview,
+    RegistryName,
+    StatusEvent,
+    Study,
+    TokenPair,
+    Traffic,
+    TrainingJob,
+    Trial,
+    User,
+)
+
+__all__ = [
+    "Alias",
+    "ApiKey",
+    "AuthenticationError",
+    "BatchPrediction",
+    "Client",
+    "ConflictError",
+    "DLPClientError",
+    "DLPConnectionError",
+    "Dataset",
+    "JobEvent",
+    "JobWaitTimeoutError",
+    "LogEvent",
+    "MetricEvent",
+    "MetricPoint",
+    "ModelVersion",
+    "NotFoundError",
+    "Page",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "Prediction",
+    "QueuesOverview",
+    "RateLimitedError",
+    "RegistryName",
+    "ServerError",
+    "StatusEvent",
+    "Study",
+    "TokenPair",
+    "Traffic",
+    "TrainingJob",
+    "Trial",
+    "UnsupportedMediaTypeError",
+    "User",
+    "ValidationError",
+]
