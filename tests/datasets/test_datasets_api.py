@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import uuid
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,7 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
+from dlp.datasets.models import Dataset
+from dlp.db import session_scope
 from dlp.main import create_app
+from dlp.platform import Platform
 from tests.conftest import Account, Deployment
 from tests.factories import table_csv, upload, upload_ok
 
@@ -56,6 +60,48 @@ def test_column_type_widened_when_later_rows_need_it(client: TestClient, account
     dataset = upload_ok(client, account, table_csv(["x", "y"], rows))
     assert dataset["schema"]["columns"][0]["dtype"] == "float64"
     assert dataset["n_rows"] == 40_001
+
+
+def test_the_dataset_answer_carries_a_histogram_per_column(
+    client: TestClient, account: Account
+) -> None:
+    buffer = io.BytesIO()
+    table = pa.table({"x": [1.0, 2.0, 3.0, None], "label": ["a", "b", "a", None]})
+    pq.write_table(table.append_column("gone", pa.nulls(4, pa.int64())), buffer)
+    created = upload_ok(client, account, buffer.getvalue(), "t.parquet")
+    got = client.get(f"/api/v1/datasets/{created['id']}", headers=account.headers).json()
+    x, label, gone = got["schema"]["columns"]
+    assert x["histogram"]["kind"] == "numeric" and sum(x["histogram"]["counts"]) == 3
+    assert x["histogram"]["edges"][0] == 1.0 and x["histogram"]["edges"][-1] == 3.0
+    assert label["histogram"] == {
+        "kind": "categorical",
+        "values": ["a", "b"],
+        "counts": [2, 1],
+        "other": 0,
+        "exact": True,
+    }
+    assert gone["histogram"] is None
+    spec = client.get("/openapi.json").json()["components"]["schemas"]
+    assert {"NumericHistogram", "CategoricalHistogram", "ColumnOut"} <= spec.keys()
+
+
+def test_a_profile_stored_before_histograms_still_loads(
+    client: TestClient, account: Account
+) -> None:
+    created = upload_ok(client, account, SMALL, "old.csv")
+    platform: Platform = client.app.state.platform
+    with session_scope(platform.sessions) as session:
+        dataset = session.get(Dataset, uuid.UUID(created["id"]))
+        assert dataset is not None
+        dataset.profile = {
+            "columns": [
+                {key: value for key, value in column.items() if key != "histogram"}
+                for column in dataset.profile["columns"]
+            ]
+        }
+    got = client.get(f"/api/v1/datasets/{created['id']}", headers=account.headers)
+    assert got.status_code == 200, got.text
+    assert [c["histogram"] for c in got.json()["schema"]["columns"]] == [None, None, None]
 
 
 def test_list_get_download_delete(

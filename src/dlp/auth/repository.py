@@ -94,6 +94,85 @@ def get_membership(
     return session.get(Membership, (organization_id, user_id))
 
 
+def lock_organization(session: Session, organization_id: uuid.UUID) -> Organization | None:
+    """The organization, locked until the transaction ends (PostgreSQL; SQLite serialises
+    writers anyway), so membership changes in one organization happen one at a time.
+
+    ``FOR NO KEY UPDATE``: inserts that merely reference the organization (datasets,
+    jobs, keys) take a key-share lock on it and must not wait for this one.
+    """
+    statement = select(Organization).where(Organization.id == organization_id)
+    return session.scalar(statement.with_for_update(key_share=True))
+
+
+def list_members(
+    session: Session, *, organization_id: uuid.UUID, limit: int, offset: int
+) -> tuple[list[tuple[User, Membership]], int]:
+    """One page of the organization's members by username, and how many there are."""
+    total = session.scalar(
+        select(func.count())
+        .select_from(Membership)
+        .where(Membership.organization_id == organization_id)
+    )
+    rows = session.execute(
+        select(User, Membership)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.organization_id == organization_id)
+        .order_by(func.lower(User.username))
+        .limit(limit)
+        .offset(offset)
+    )
+    return [(user, membership) for user, membership in rows], total or 0
+
+
+def list_organizations_of(
+    session: Session, *, user_id: uuid.UUID, limit: int, offset: int
+) -> tuple[list[tuple[Organization, Membership]], int]:
+    """One page of the organizations the user belongs to by name, and how many there are."""
+    total = session.scalar(
+        select(func.count()).select_from(Membership).where(Membership.user_id == user_id)
+    )
+    rows = session.execute(
+        select(Organization, Membership)
+        .join(Membership, Membership.organization_id == Organization.id)
+        .where(Membership.user_id == user_id)
+        .order_by(Organization.name, Organization.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [(organization, membership) for organization, membership in rows], total or 0
+
+
+def count_admins(session: Session, organization_id: uuid.UUID) -> int:
+    """How many admins the organization has."""
+    statement = select(func.count()).where(
+        Membership.organization_id == organization_id, Membership.role == Role.ADMIN
+    )
+    return session.scalar(statement) or 0
+
+
+def delete_membership(session: Session, membership: Membership) -> None:
+    """Remove a membership."""
+    session.delete(membership)
+    session.flush()
+
+
+def revoke_api_keys_of_member(
+    session: Session, *, organization_id: uuid.UUID, user_id: uuid.UUID, at: datetime
+) -> None:
+    """Revoke every live key the user made in the organization."""
+    session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.organization_id == organization_id,
+            ApiKey.user_id == user_id,
+            ApiKey.revoked_at.is_(None),
+        )
+        .values(revoked_at=at)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def add_refresh_token(session: Session, token: RefreshToken) -> None:
     """Insert a refresh token row."""
     session.add(token)

@@ -1,4 +1,5 @@
-"""Auth endpoints: register, login, refresh, logout, the current user, API keys."""
+"""Auth endpoints: register, login, refresh, logout, the current user, API keys, and the
+members of the current organization."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Request, Response, status
 from pydantic import ValidationError as PydanticValidationError
 
 from dlp.auth import service
@@ -14,6 +15,10 @@ from dlp.auth.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
     LoginRequest,
+    MemberCreate,
+    MemberOut,
+    MemberUpdate,
+    OrganizationOut,
     RefreshRequest,
     RegisterRequest,
     TokenPair,
@@ -22,6 +27,7 @@ from dlp.auth.schemas import (
 from dlp.auth.service import Principal
 from dlp.dependencies import CurrentPrincipal, PlatformDep, SessionDep
 from dlp.errors import UnsupportedMediaTypeError, ValidationError
+from dlp.schemas import Page, PageParams, page_params
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -126,4 +132,59 @@ def create_api_key(
 def revoke_api_key(key_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal) -> Response:
     """Revoke one of your API keys."""
     service.revoke_api_key(session, principal, key_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+MEMBERS = "/organizations/current/members"
+MemberId = Annotated[uuid.UUID, Path(description="The member's user id.")]
+
+
+@router.get("/organizations", tags=["organizations"])
+def list_organizations(
+    session: SessionDep, principal: CurrentPrincipal, page: PageParams = Depends(page_params)
+) -> Page[OrganizationOut]:
+    """The organizations you belong to, by name, with your role in each (pick one with
+    ``X-DLP-Org``)."""
+    rows, total = service.list_organizations(
+        session, principal, limit=page.limit, offset=page.offset
+    )
+    return Page.build(rows, total, page, lambda row: OrganizationOut.build(*row))
+
+
+@router.get(MEMBERS, tags=["organizations"])
+def list_members(
+    session: SessionDep, principal: CurrentPrincipal, page: PageParams = Depends(page_params)
+) -> Page[MemberOut]:
+    """The current organization's members, by username, with their roles."""
+    rows, total = service.list_members(session, principal, limit=page.limit, offset=page.offset)
+    return Page.build(rows, total, page, lambda row: MemberOut.build(*row))
+
+
+@router.post(MEMBERS, status_code=status.HTTP_201_CREATED, tags=["organizations"])
+def add_member(body: MemberCreate, session: SessionDep, principal: CurrentPrincipal) -> MemberOut:
+    """Add a registered user to the current organization (admins only)."""
+    user, membership = service.add_member(
+        session, principal, username=body.username, role=body.role
+    )
+    return MemberOut.build(user, membership)
+
+
+@router.patch(MEMBERS + "/{user_id}", tags=["organizations"])
+def change_member_role(
+    user_id: MemberId, body: MemberUpdate, session: SessionDep, principal: CurrentPrincipal
+) -> MemberOut:
+    """Change a member's role (admins only); the last admin cannot be demoted."""
+    user, membership = service.change_member_role(
+        session, principal, user_id=user_id, role=body.role
+    )
+    return MemberOut.build(user, membership)
+
+
+@router.delete(
+    MEMBERS + "/{user_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["organizations"]
+)
+def remove_member(user_id: MemberId, session: SessionDep, principal: CurrentPrincipal) -> Response:
+    """Remove a member (admins only) or leave (your own id); never the last admin, nor a
+    personal organization's owner. The member's API keys there are revoked."""
+    service.remove_member(session, principal, user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,4 +1,4 @@
-"""Request and response bodies of the auth endpoints."""
+"""Request and response bodies of the auth and organization endpoints."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dlp.auth.models import Role
+from dlp.auth.models import Membership, Organization, Role, User
 
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,49}$"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -80,3 +80,62 @@ class ApiKeyCreated(BaseModel):
     name: str
     key: str
     created_at: datetime
+
+
+class MemberOut(BaseModel):
+    """A user's membership in the current organization."""
+
+    user_id: uuid.UUID
+    username: str
+    email: str
+    role: Role
+    joined_at: datetime
+
+    @classmethod
+    def build(cls, user: User, membership: Membership) -> MemberOut:
+        """The API view of a user and their membership."""
+        return cls(
+            user_id=user.id,
+            username=user.username,
+            email=user.email,
+            role=membership.role,
+            joined_at=membership.created_at,
+        )
+
+
+class MemberCreate(BaseModel):
+    """An existing user to add to the current organization."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=50)
+    role: Role
+
+
+class MemberUpdate(BaseModel):
+    """A member's new role."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+
+
+class OrganizationOut(BaseModel):
+    """An organization the caller belongs to, with their role in it."""
+
+    id: uuid.UUID
+    name: str
+    is_personal: bool
+    role: Role
+    joined_at: datetime
+
+    @classmethod
+    def build(cls, organization: Organization, membership: Membership) -> OrganizationOut:
+        """The API view of an organization and the caller's membership."""
+        return cls(
+            id=organization.id,
+            name=organization.name,
+            is_personal=organization.is_personal,
+            role=membership.role,
+            joined_at=membership.created_at,
+        )

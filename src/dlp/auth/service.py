@@ -1,4 +1,5 @@
-"""Business rules of identity: accounts, logins, token rotation, API keys, principals."""
+"""Business rules of identity: accounts, logins, token rotation, API keys, principals,
+organization members."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dlp.auth import repository
-from dlp.auth.models import ApiKey, Membership, RefreshToken, Role, User
+from dlp.auth.models import ApiKey, Membership, Organization, RefreshToken, Role, User
 from dlp.auth.schemas import RegisterRequest, TokenPair
 from dlp.auth.security import (
     create_access_token,
@@ -233,3 +234,109 @@ def revoke_api_key(session: Session, principal: Principal, key_id: uuid.UUID) ->
     if api_key is None:
         raise NotFoundError("API key", key_id)
     api_key.revoked_at = utcnow()
+
+
+def list_members(
+    session: Session, principal: Principal, *, limit: int, offset: int
+) -> tuple[list[tuple[User, Membership]], int]:
+    """A page of the current organization's members; any member may read it."""
+    return repository.list_members(
+        session, organization_id=principal.organization_id, limit=limit, offset=offset
+    )
+
+
+def list_organizations(
+    session: Session, principal: Principal, *, limit: int, offset: int
+) -> tuple[list[tuple[Organization, Membership]], int]:
+    """A page of the organizations the caller belongs to, with their membership in each."""
+    return repository.list_organizations_of(
+        session, user_id=principal.user.id, limit=limit, offset=offset
+    )
+
+
+def add_member(
+    session: Session, principal: Principal, *, username: str, role: Role
+) -> tuple[User, Membership]:
+    """Give an existing user ``role`` in the current organization (admins only)."""
+    principal.require(Role.ADMIN)
+    _lock_organization(session, principal.organization_id)
+    user = repository.get_user_by_username(session, username)
+    if user is None:
+        raise NotFoundError("user", username)
+    existing = repository.get_membership(
+        session, organization_id=principal.organization_id, user_id=user.id
+    )
+    if existing is not None:
+        raise ConflictError(f"{user.username} is already a member of this organization")
+    membership = repository.add_membership(
+        session, organization_id=principal.organization_id, user_id=user.id, role=role
+    )
+    return user, membership
+
+
+def change_member_role(
+    session: Session, principal: Principal, *, user_id: uuid.UUID, role: Role
+) -> tuple[User, Membership]:
+    """Change a member's role (admins only); the organization keeps at least one admin."""
+    principal.require(Role.ADMIN)
+    organization = _lock_organization(session, principal.organization_id)
+    user, membership = _member_or_raise(session, principal.organization_id, user_id)
+    if membership.role == role:
+        return user, membership
+    if role != Role.ADMIN and _owns(user, organization):
+        raise ConflictError(f"{user.username} owns this personal organization and stays its admin")
+    membership.role = role
+    _keep_an_admin(session, organization.id, user)
+    return user, membership
+
+
+def remove_member(session: Session, principal: Principal, user_id: uuid.UUID) -> None:
+    """Remove a member (admins only) or leave (anyone); never the last admin, nor the
+    owner of a personal organization, whose account lives in it."""
+    leaving = user_id == principal.user.id
+    if not leaving:
+        principal.require(Role.ADMIN)
+    organization = _lock_organization(session, principal.organization_id)
+    user, membership = _member_or_raise(session, principal.organization_id, user_id)
+    if _owns(user, organization):
+        raise ConflictError(
+            f"{user.username} owns this personal organization and cannot be removed from it"
+        )
+    repository.delete_membership(session, membership)
+    # Keys made there would work again if the user were added back later.
+    repository.revoke_api_keys_of_member(
+        session, organization_id=organization.id, user_id=user.id, at=utcnow()
+    )
+    _keep_an_admin(session, organization.id, user)
+
+
+def _lock_organization(session: Session, organization_id: uuid.UUID) -> Organization:
+    organization = repository.lock_organization(session, organization_id)
+    if organization is None:
+        raise NotFoundError("organization", organization_id)
+    return organization
+
+
+def _member_or_raise(
+    session: Session, organization_id: uuid.UUID, user_id: uuid.UUID
+) -> tuple[User, Membership]:
+    # Users of other organizations answer exactly like unknown ids.
+    user, membership = repository.get_user_and_membership(
+        session, user_id=user_id, organization_id=organization_id
+    )
+    if user is None or membership is None:
+        raise NotFoundError("member", user_id)
+    return user, membership
+
+
+def _owns(user: User, organization: Organization) -> bool:
+    return organization.is_personal and user.default_organization_id == organization.id
+
+
+def _keep_an_admin(session: Session, organization_id: uuid.UUID, user: User) -> None:
+    # Checked after the change, in the locked transaction, so two admins demoting each
+    # other at the same moment cannot both succeed; the error rolls the change back.
+    if repository.count_admins(session, organization_id) == 0:
+        raise ConflictError(
+            f"{user.username} is the organization's last admin; make another member admin first"
+        )

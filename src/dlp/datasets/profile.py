@@ -3,6 +3,8 @@
 Profiling streams the file batch by batch: row and missing counts are exact;
 distinct counts are exact up to ``EXACT_UNIQUE_LIMIT`` values per column and a
 HyperLogLog estimate beyond (flagged ``n_unique_exact: false``, typically within 1%).
+Each column also gets a ``histogram`` (see ``dlp.datasets.histogram``), or None when
+it has no value to draw.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from dlp.datasets.histogram import HistogramBuilder, histogram_builder
 from dlp.errors import ValidationError
 
 EXACT_UNIQUE_LIMIT = 10_000
@@ -43,10 +46,16 @@ class ColumnProfile:
     n_missing: int = 0
     _exact: np.ndarray | None = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
     _registers: np.ndarray | None = None
+    _histogram: HistogramBuilder | None = None
+
+    def __post_init__(self) -> None:
+        self._histogram = histogram_builder(self.dtype)
 
     def update(self, array: pa.Array | pa.ChunkedArray) -> None:
         """Fold one batch of values into the statistics."""
         self.n_missing += array.null_count
+        if self._histogram is not None:
+            self._histogram.update(array)
         hashes = _hash_values(pc.unique(array.drop_null()))
         if self._exact is not None:
             self._exact = np.union1d(self._exact, hashes)
@@ -72,6 +81,7 @@ class ColumnProfile:
             "n_missing": self.n_missing,
             "n_unique": n_unique,
             "n_unique_exact": exact,
+            "histogram": None if self._histogram is None else self._histogram.result(),
         }
 
 
