@@ -22,8 +22,10 @@ from typing import Any
 import psycopg
 import pytest
 import redis
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
+from dlp.auth import security
 from dlp.config import Settings
 from dlp.main import create_app
 from dlp.migrate import upgrade_database
@@ -55,6 +57,21 @@ def _check_scaleout_services() -> None:
         _unavailable(f"Redis at {REDIS_URL}: {exc}")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashing() -> Iterator[None]:
+    """Argon2id at its minimal cost inside this test process.
+
+    Nearly every test registers and logs in a user; at the production cost (about 0.15 s a
+    hash on this machine) that alone takes minutes of the suite. Servers and workers the
+    tests start as processes keep the production parameters.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            security, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+        )
+        yield
+
+
 @dataclass
 class Deployment:
     """One running shape: its settings, the worker's environment and log."""
@@ -83,6 +100,24 @@ def _settings_env(settings: Settings) -> dict[str, str]:
         if value:
             env[f"DLP_{name.upper()}"] = value
     return env
+
+
+def fast_lease_installation(data_dir: Path, **env: str) -> tuple[Settings, dict[str, str]]:
+    """A migrated embedded installation in ``data_dir`` of its own (its workers may be
+    killed without disturbing other tests), and the environment of workers on it: JSON
+    logs, a heartbeat every 0.5 s and leases of 3 s, so a dead worker's job is taken back
+    quickly. ``env`` adds or overrides variables."""
+    settings = Settings(data_dir=data_dir)
+    data_dir.mkdir()
+    upgrade_database(settings.sqlalchemy_url)
+    worker_env = {
+        "DLP_DATA_DIR": str(data_dir),
+        "DLP_LOG_FORMAT": "json",
+        "DLP_JOB_HEARTBEAT_SECONDS": "0.5",
+        "DLP_JOB_LEASE_SECONDS": "3",
+        **env,
+    }
+    return settings, worker_env
 
 
 def start_worker(env: dict[str, str], log_path: Path, *args: str) -> subprocess.Popen[bytes]:
@@ -253,6 +288,11 @@ def other_account(client: TestClient) -> Account:
 def shape(request: pytest.FixtureRequest) -> str:
     """Each run shape in turn, for tests that build an installation of their own."""
     return str(request.param)
+
+
+# For the slowest many-worker scenarios: they run on the scale-out shape, the one that runs
+# many workers in production; the embedded shape takes the same code path in other tests.
+scaleout_only = pytest.mark.parametrize("shape", ["scaleout"], indirect=True)
 
 
 @pytest.fixture

@@ -38,6 +38,7 @@ from dlp.registry.router import router as models_router
 from dlp.registry.serving import ServingDirectory, warm_production_versions
 from dlp.training.router import router as training_router
 from dlp.tuning.router import router as tuning_router
+from dlp.web import install_web_ui
 from dlp.workers.housekeeping import reap_periodically
 from dlp.workers.router import router as admin_router
 
@@ -178,4 +179,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(PredictionLane, api=app)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     document_lane(app)
+    install_web_ui(app)
     return app

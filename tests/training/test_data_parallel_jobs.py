@@ -16,13 +16,17 @@ import psutil
 import pytest
 from fastapi.testclient import TestClient
 
-from dlp.config import Settings
 from dlp.main import create_app
-from dlp.migrate import upgrade_database
-from tests.conftest import Account, register_account, start_worker, stop_process
+from tests.conftest import (
+    Account,
+    fast_lease_installation,
+    register_account,
+    start_worker,
+    stop_process,
+)
 from tests.factories import submit_job, table_csv, upload_ok, wait_for_job
 
-EPOCHS = 8
+EPOCHS = 6
 HELPER_MODULE = "dlp.ml.distributed"
 
 
@@ -32,16 +36,7 @@ def installation(
 ) -> Iterator[tuple[TestClient, Account, dict[str, Any], psutil.Process, Path]]:
     """An embedded installation with one worker of its own (its processes get killed)."""
     tmp_path = tmp_path_factory.mktemp("data-parallel")
-    settings = Settings(data_dir=tmp_path / "data")
-    settings.data_dir.mkdir()
-    upgrade_database(settings.sqlalchemy_url)
-    env = {
-        "DLP_DATA_DIR": str(settings.data_dir),
-        "DLP_LOG_FORMAT": "json",
-        "DLP_JOB_HEARTBEAT_SECONDS": "0.5",
-        "DLP_JOB_LEASE_SECONDS": "3",
-        "DLP_JOB_RETRY_BACKOFF_SECONDS": "0.5",
-    }
+    settings, env = fast_lease_installation(tmp_path / "data", DLP_JOB_RETRY_BACKOFF_SECONDS="0.5")
     log = tmp_path / "worker.log"
     worker = start_worker(env, log)
     try:

@@ -14,10 +14,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from dlp.config import Settings
 from dlp.main import create_app
-from dlp.migrate import upgrade_database
-from tests.conftest import register_account, start_worker
+from tests.conftest import fast_lease_installation, register_account, start_worker
 from tests.factories import submit_job, table_csv, upload_ok, wait_for_job
 
 EPOCHS = 15
@@ -26,15 +24,7 @@ EPOCHS = 15
 @pytest.fixture
 def isolated(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str], Path]]:
     """An embedded installation of its own, so killing its worker disturbs no other test."""
-    settings = Settings(data_dir=tmp_path / "data")
-    settings.data_dir.mkdir()
-    upgrade_database(settings.sqlalchemy_url)
-    env = {
-        "DLP_DATA_DIR": str(settings.data_dir),
-        "DLP_LOG_FORMAT": "json",
-        "DLP_JOB_HEARTBEAT_SECONDS": "0.5",
-        "DLP_JOB_LEASE_SECONDS": "3",
-    }
+    settings, env = fast_lease_installation(tmp_path / "data")
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client, env, tmp_path
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.conftest import Account, Deployment, start_worker, stop_process
+from tests.conftest import Account, Deployment, scaleout_only, start_worker, stop_process
 from tests.factories import (
     breast_cancer,
     fresh_installation,
@@ -42,6 +42,7 @@ def _breast_cancer(client: TestClient, account: Account) -> str:
     return str(upload_ok(client, account, table_csv(columns, train), "cancer.csv")["id"])
 
 
+@scaleout_only
 def test_twelve_trials_on_two_workers_beat_the_default_config(shape: str, tmp_path: Path) -> None:
     with fresh_installation(shape, tmp_path) as (deployed, client, account):
         dataset = _breast_cancer(client, account)
@@ -100,6 +101,7 @@ def _trial_running_past_epoch(
     raise AssertionError(f"no trial reached epoch {epoch}: {study}")
 
 
+@scaleout_only
 def test_study_survives_a_worker_killed_mid_trial(shape: str, tmp_path: Path) -> None:
     with fresh_installation(shape, tmp_path, **FAST_LEASES) as (deployed, client, account):
         dataset = tiny_dataset(client, account)

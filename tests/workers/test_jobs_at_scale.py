@@ -21,7 +21,14 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import make_url
 
-from tests.conftest import Account, Deployment, register_account, start_worker, stop_process
+from tests.conftest import (
+    Account,
+    Deployment,
+    register_account,
+    scaleout_only,
+    start_worker,
+    stop_process,
+)
 from tests.factories import (
     TERMINAL,
     fresh_installation,
@@ -80,6 +87,7 @@ def test_high_priority_job_starts_before_queued_normal_ones(shape: str, tmp_path
     assert order[1:-1] == [job_id for job_id in normal if job_id != normal[3]]
 
 
+@scaleout_only
 def test_two_workers_share_a_burst_of_twenty_jobs(shape: str, tmp_path: Path) -> None:
     with fresh_installation(shape, tmp_path) as (deployed, client, account):
         dataset = tiny_dataset(client, account)
@@ -101,6 +109,7 @@ def test_two_workers_share_a_burst_of_twenty_jobs(shape: str, tmp_path: Path) ->
     assert names == {f"dlp-{w.pid}@{os.uname().nodename}" for w in workers}
 
 
+@scaleout_only
 def test_sigkilled_worker_job_resumes_on_the_other_worker(shape: str, tmp_path: Path) -> None:
     with fresh_installation(shape, tmp_path, **FAST_LEASES) as (deployed, client, account):
         dataset = tiny_dataset(client, account, rows=3000)
