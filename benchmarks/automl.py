@@ -27,9 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -44,10 +42,13 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-WORKER_READY_SECONDS = 90
+from tests.live import start_worker, stop_process  # noqa: E402
+
 PREDICT_CHUNK = 1000
-WORKER_ARGS = ("--loglevel", "INFO", "--queues", "tuning", "--concurrency", "2")
+WORKER_ARGS = ("--queues", "tuning", "--concurrency", "2")
 TERMINAL = {"succeeded", "failed", "cancelled"}
 DATASETS = ("breast_cancer", "wine", "digits")
 
@@ -122,40 +123,6 @@ def hgb_accuracy(split: Split) -> float:
     return float((model.predict(split.x_test) == split.y_test).mean())
 
 
-def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start ``python -m dlp worker`` on the tuning queue and wait until Celery is ready."""
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dlp", "worker", *WORKER_ARGS],
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=ROOT,
-        )
-    deadline = time.monotonic() + WORKER_READY_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"worker exited early:\n{log_path.read_text()[-3000:]}")
-        if b" ready." in log_path.read_bytes():
-            return process
-        time.sleep(0.2)
-    stop_process(process)
-    raise RuntimeError(f"worker not ready in time:\n{log_path.read_text()[-3000:]}")
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """Stop a process group: SIGTERM, then SIGKILL after a grace period."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 @contextmanager
 def installation(root: Path, workers: int) -> Iterator[tuple[Any, dict[str, str], list[Path]]]:
     """A migrated embedded installation, its API client (logged in) and running workers."""
@@ -174,7 +141,7 @@ def installation(root: Path, workers: int) -> Iterator[tuple[Any, dict[str, str]
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for log in logs:
-            processes.append(start_worker(env, log))
+            processes.append(start_worker(env, log, *WORKER_ARGS))
         with TestClient(create_app(settings)) as client:
             yield client, login(client), logs
     finally:

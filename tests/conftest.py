@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,11 +25,11 @@ from dlp.auth import security
 from dlp.config import Settings
 from dlp.main import create_app
 from dlp.migrate import upgrade_database
+from tests.live import start_worker, stop_process
 
 POSTGRES_URL = os.environ.get("DLP_TEST_POSTGRES_URL", "")
 REDIS_URL = os.environ.get("DLP_TEST_REDIS_URL", "")
 IN_CI = bool(os.environ.get("CI"))
-WORKER_READY_SECONDS = 90
 
 
 def _unavailable(reason: str) -> None:
@@ -118,40 +114,6 @@ def fast_lease_installation(data_dir: Path, **env: str) -> tuple[Settings, dict[
         **env,
     }
     return settings, worker_env
-
-
-def start_worker(env: dict[str, str], log_path: Path, *args: str) -> subprocess.Popen[bytes]:
-    """Start ``python -m dlp worker`` and wait until Celery says it is ready."""
-    full_env = {**os.environ, **env}
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dlp", "worker", "--loglevel", "INFO", *args],
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + WORKER_READY_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"worker exited early:\n{log_path.read_text()[-3000:]}")
-        if b" ready." in log_path.read_bytes():
-            return process
-        time.sleep(0.2)
-    stop_process(process)
-    raise RuntimeError(f"worker not ready in time:\n{log_path.read_text()[-3000:]}")
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """Stop a process group: SIGTERM, then SIGKILL after a grace period."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def _create_postgres_database() -> tuple[str, str]:

@@ -1,7 +1,7 @@
-"""Run ``dlp serve`` as a real subprocess, for live-server tests and benchmarks.
+"""Run ``dlp serve`` and ``dlp worker`` as real subprocesses, for tests and benchmarks.
 
-Not a test module: ``tests/test_serve_live.py`` and ``benchmarks/upload_rss.py``
-import ``live_server`` from here.
+Not a test module: the tests (through ``tests/conftest.py``) and the benchmarks import
+``live_server``, ``start_worker`` and ``stop_process`` from here.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import httpx
 import psutil
 
 READY_SECONDS = 60.0
+WORKER_READY_SECONDS = 90
 STOP_SECONDS = 30.0
 LEFTOVER_SECONDS = 10.0
 LOG_TAIL_CHARS = 4000
@@ -145,3 +146,37 @@ def live_server(
         assert not leftovers, (
             f"processes of dlp serve's group outlived it: {leftovers}\n{server.log_tail()}"
         )
+
+
+def start_worker(env: dict[str, str], log_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    """Start ``python -m dlp worker`` and wait until Celery says it is ready."""
+    full_env = {**os.environ, **env}
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dlp", "worker", "--loglevel", "INFO", *args],
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + WORKER_READY_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"worker exited early:\n{log_path.read_text()[-3000:]}")
+        if b" ready." in log_path.read_bytes():
+            return process
+        time.sleep(0.2)
+    stop_process(process)
+    raise RuntimeError(f"worker not ready in time:\n{log_path.read_text()[-3000:]}")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Stop a process group: SIGTERM, then SIGKILL after a grace period."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
