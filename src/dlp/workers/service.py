@@ -90,6 +90,10 @@ def take_back_stale_jobs(platform: Platform, now: datetime) -> int:
             )
         for job in reaped:
             kind.announce(platform.events, job, "its worker vanished; the job was taken back")
+        if reaped:
+            # The dead attempt's hint may still count as waiting on the broker (unacknowledged),
+            # so the top-up would send none: wake a worker for each job taken back.
+            platform.queue.wake(kind.task_name, queue=kind.queue, count=len(reaped))
         total += len(reaped)
     return total
 
