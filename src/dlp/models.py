@@ -1,6 +1,15 @@
 """Every table, imported in one place so metadata and Alembic see them all."""
 
-from dlp.auth.models import ApiKey, Membership, Organization, RefreshToken, Role, User
+from dlp.audit.models import AuditEvent
+from dlp.auth.models import (
+    ApiKey,
+    Invitation,
+    Membership,
+    Organization,
+    RefreshToken,
+    Role,
+    User,
+)
 from dlp.batch.models import BatchPrediction
 from dlp.datasets.models import Dataset
 from dlp.registry.models import Model, ModelAlias, TrafficSplit
@@ -10,8 +19,10 @@ from dlp.workers.models import WorkerRecord
 
 __all__ = [
     "ApiKey",
+    "AuditEvent",
     "BatchPrediction",
     "Dataset",
+    "Invitation",
     "JobMetric",
     "Membership",
     "Model",

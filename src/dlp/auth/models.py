@@ -1,4 +1,4 @@
-"""Tables of identity: organizations, users, memberships, refresh tokens, API keys."""
+"""Tables of identity: organizations, users, memberships, invitations, refresh tokens, API keys."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy import BigInteger, Enum, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dlp.db import Base, CreatedAt, UUIDPrimaryKey
@@ -32,6 +32,9 @@ class Organization(UUIDPrimaryKey, CreatedAt, Base):
 
     name: Mapped[str] = mapped_column(String(100))
     is_personal: Mapped[bool] = mapped_column(default=False)
+    # Quotas set by the installation's superuser; None falls back to the settings' default.
+    max_storage_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    max_concurrent_jobs: Mapped[int | None]
 
 
 class User(UUIDPrimaryKey, CreatedAt, Base):
@@ -65,6 +68,27 @@ class Membership(CreatedAt, Base):
     )
 
 
+class Invitation(UUIDPrimaryKey, CreatedAt, Base):
+    """An admin's offer of a role in an organization, accepted with a one-time token."""
+
+    __tablename__ = "invitations"
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str] = mapped_column(String(254))
+    role: Mapped[Role] = mapped_column(
+        Enum(Role, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    expires_at: Mapped[datetime]
+    accepted_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
 class RefreshToken(UUIDPrimaryKey, CreatedAt, Base):
     """One refresh token; rotation chains tokens of one login into a family."""
 
@@ -93,6 +117,8 @@ class ApiKey(UUIDPrimaryKey, CreatedAt, Base):
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     name: Mapped[str] = mapped_column(String(100))
+    # "read", "write" (read and write) or "predict" (predictions only).
+    scope: Mapped[str] = mapped_column(String(20), default="write")
     prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64))
     last_used_at: Mapped[datetime | None]
