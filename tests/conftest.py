@@ -32,6 +32,22 @@ REDIS_URL = os.environ.get("DLP_TEST_REDIS_URL", "")
 IN_CI = bool(os.environ.get("CI"))
 
 
+# The suite sends thousands of requests from one test-client address: its installations
+# get budgets no test reaches (tests of the limits set their own, small ones).
+UNREACHED_RATE_LIMITS = {
+    name: "1000000/minute"
+    for name in (
+        "rate_limit_api",
+        "rate_limit_api_per_ip",
+        "rate_limit_predictions",
+        "rate_limit_predictions_per_ip",
+        "login_failures_per_account",
+        "login_failures_per_ip",
+        "registrations_per_ip",
+    )
+}
+
+
 def _unavailable(reason: str) -> None:
     """Scale-out tests fail in CI (where the services must exist) and skip elsewhere."""
     if IN_CI:
@@ -103,10 +119,11 @@ def fast_lease_installation(data_dir: Path, **env: str) -> tuple[Settings, dict[
     killed without disturbing other tests), and the environment of workers on it: JSON
     logs, a heartbeat every 0.5 s and leases of 3 s, so a dead worker's job is taken back
     quickly. ``env`` adds or overrides variables."""
-    settings = Settings(data_dir=data_dir)
+    settings = Settings(data_dir=data_dir, **UNREACHED_RATE_LIMITS)
     data_dir.mkdir()
     upgrade_database(settings.sqlalchemy_url)
     worker_env = {
+        **{f"DLP_{name.upper()}": value for name, value in UNREACHED_RATE_LIMITS.items()},
         "DLP_DATA_DIR": str(data_dir),
         "DLP_LOG_FORMAT": "json",
         "DLP_JOB_HEARTBEAT_SECONDS": "0.5",
@@ -147,6 +164,7 @@ def installation(
     further settings, also handed to workers started with ``Deployment.env``.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
+    overrides = UNREACHED_RATE_LIMITS | overrides
     database_name = None
     if shape == "embedded":
         settings = Settings(data_dir=data_dir, **overrides)

@@ -7,6 +7,7 @@ Celery's ``filesystem://`` transport) and scale-out (PostgreSQL, Redis, S3).
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +19,7 @@ from sqlalchemy import make_url
 
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
 MIN_SECRET_KEY_LENGTH = 32
+_ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
 class Settings(BaseSettings):
@@ -60,8 +62,42 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         default=40_000_000, gt=0, description="Largest width x height of one uploaded image."
     )
+    max_json_body_mb: int = Field(
+        default=10, gt=0, description="Largest JSON (or form) request body, uploads aside."
+    )
+    max_predict_body_mb: int = Field(
+        default=64,
+        gt=0,
+        description="Largest body of a prediction request (base64 images need more room).",
+    )
+    max_json_depth: int = Field(
+        default=64, ge=2, le=1000, description="Deepest nesting of arrays and objects in JSON."
+    )
+    cors_origins: str = Field(
+        default="",
+        description="Comma-separated origins (scheme://host[:port]) whose browser pages may "
+        "call the API; empty: no cross-origin access.",
+    )
     access_token_minutes: int = Field(default=15, gt=0)
     refresh_token_days: int = Field(default=30, gt=0)
+    max_organizations_per_user: int = Field(
+        default=20, ge=0, description="Most shared organizations one user may create."
+    )
+    invitation_ttl_hours: float = Field(
+        default=168.0, gt=0, description="How long an organization invitation can be accepted."
+    )
+    org_max_storage_mb: int | None = Field(
+        default=None,
+        ge=0,
+        description="Default storage quota of an organization (datasets, model files and "
+        "batch outputs); unset: unlimited. The superuser may set one per organization.",
+    )
+    org_max_concurrent_jobs: int | None = Field(
+        default=None,
+        ge=0,
+        description="Default number of queued or running jobs an organization may have "
+        "(training jobs, tuning studies, batch predictions); unset: unlimited.",
+    )
     model_cache_mb: int = Field(
         default=512, gt=0, description="Size of the loaded models kept in memory per API process."
     )
@@ -85,7 +121,8 @@ class Settings(BaseSettings):
         default=5.0,
         ge=0,
         description="How long prediction endpoints reuse a checked credential and model "
-        "lookup (alias, traffic and role changes reach other API processes within this).",
+        "lookup (alias, traffic and role changes reach other API processes within this, "
+        "and a revoked or expired API key still predicts at most this long).",
     )
     api_gc_threshold: int = Field(
         default=50_000,
@@ -123,6 +160,45 @@ class Settings(BaseSettings):
     )
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     webhook_max_attempts: int = Field(default=5, gt=0)
+    rate_limit_api: str = Field(
+        default="1200/minute",
+        description="Requests each caller (a user, or an API key) may make to the API, "
+        "predictions aside, in limits' notation ('1200/minute', '50 per 10 seconds'); "
+        "empty: no limit. Over it: 429 with Retry-After.",
+    )
+    rate_limit_api_per_ip: str = Field(
+        default="6000/minute",
+        description="Requests to the API, predictions aside, from one client IP (every "
+        "caller behind it, and unauthenticated requests); empty: no limit.",
+    )
+    rate_limit_predictions: str = Field(
+        default="60000/minute",
+        description="Prediction requests (/predict, /invocations, /v2) each caller may make; "
+        "empty: no limit.",
+    )
+    rate_limit_predictions_per_ip: str = Field(
+        default="120000/minute",
+        description="Prediction requests from one client IP; empty: no limit.",
+    )
+    login_failures_per_account: str = Field(
+        default="5/15 minutes",
+        description="Failed sign-ins to one account (by login name) after which its sign-ins "
+        "are refused with 429, even with the right password, until the window moves on.",
+    )
+    login_failures_per_ip: str = Field(
+        default="50/15 minutes",
+        description="Failed sign-ins from one client IP, whatever the account, after which "
+        "its sign-ins are refused with 429; a success does not reset it.",
+    )
+    registrations_per_ip: str = Field(
+        default="20/hour", description="Account registrations from one client IP."
+    )
+    trusted_proxies: str = Field(
+        default="127.0.0.1,::1",
+        description="Comma-separated addresses or networks of reverse proxies whose "
+        "X-Forwarded-For `dlp serve` believes (the client IP that rate limits count); "
+        "empty: believe none.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 
@@ -171,6 +247,21 @@ class Settings(BaseSettings):
                 "DLP_JOB_LEASE_SECONDS must be at least twice DLP_JOB_HEARTBEAT_SECONDS, "
                 "or live jobs would be taken from their workers"
             )
+        return self
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """The allowed cross-origin callers, from ``DLP_CORS_ORIGINS``."""
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @model_validator(mode="after")
+    def _cors_origins_are_origins(self) -> Settings:
+        for origin in self.cors_origin_list:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"DLP_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com "
+                    "(no wildcard, path or trailing slash)"
+                )
         return self
 
     @property

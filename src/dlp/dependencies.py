@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -19,10 +20,12 @@ from dlp.config import Settings
 from dlp.db import session_scope
 from dlp.errors import AuthenticationError, DLPError
 from dlp.platform import Platform
+from dlp.ratelimit import caller_key, rate_limiter
 from dlp.storage import FileStore
 
 _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
+_READING_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 # Dependencies that do no I/O are async: FastAPI runs them on the event loop instead
@@ -106,10 +109,29 @@ def _credentials(bearer: str | None, api_key: str | None) -> tuple[str, bool]:
     raise AuthenticationError("credentials required: a bearer token or an X-API-Key header")
 
 
-def _remember(request: Request, principal: Principal) -> Principal:
+def client_ip(request: Request) -> str | None:
+    """The client's address, as the audit log records it: the connection's peer, or
+    what ``X-Forwarded-For`` says when the peer is one of ``DLP_TRUSTED_PROXIES``
+    (``dlp serve`` has uvicorn rewrite it)."""
+    return request.client.host if request.client else None
+
+
+def _admit(request: Request, principal: Principal, *, prediction: bool = False) -> Principal:
+    """Check the credential's scope against the endpoint, tag the request's logs, and
+    give the caller its address.
+
+    A predict-only key may call the prediction endpoints only; a read-only key may
+    only read (the role checks refuse it too; this also covers writes open to any role,
+    such as making an API key).
+    """
+    if not prediction:
+        if request.method in _READING_METHODS:
+            principal.require_api()
+        else:
+            principal.require_write()
     request.state.user_id = str(principal.user.id)
     request.state.organization_id = str(principal.organization_id)
-    return principal
+    return replace(principal, ip=client_ip(request))
 
 
 def get_principal(
@@ -123,7 +145,7 @@ def get_principal(
     request's own transaction (one connection, one commit per request)."""
     token, is_key = _credentials(bearer, api_key)
     organization = request.headers.get("X-DLP-Org")
-    return _remember(
+    return _admit(
         request, authenticate(session, platform.settings, token, organization, api_key=is_key)
     )
 
@@ -138,17 +160,20 @@ def get_streaming_principal(
     request (an upload) holds no database connection while it streams."""
     token, is_key = _credentials(bearer, api_key)
     organization = request.headers.get("X-DLP-Org")
-    return _remember(request, principal_from_token(platform, token, organization, api_key=is_key))
+    return _admit(request, principal_from_token(platform, token, organization, api_key=is_key))
 
 
 async def get_serving_principal(request: Request) -> Principal:
     """The caller of a prediction endpoint: checked like :func:`get_streaming_principal`
     (no connection held while the prediction is awaited), then remembered for
-    ``DLP_SERVING_LOOKUP_CACHE_SECONDS`` under the exact credential.
+    ``DLP_SERVING_LOOKUP_CACHE_SECONDS`` under the exact credential: a key revoked or
+    expired meanwhile still predicts until then. Every key scope may predict.
 
     It reads the two headers itself rather than through sub-dependencies: on the
     hottest path each dependency FastAPI solves costs more than the header lookup.
     Routes using it declare ``SERVING_SECURITY`` so the docs still show the schemes.
+    The request is charged to the prediction budgets of the caller and of its IP, both in
+    one round trip to Redis when the credential is cached.
     """
     scheme, _, bearer = (request.headers.get("authorization") or "").partition(" ")
     token, is_key = _credentials(
@@ -159,13 +184,23 @@ async def get_serving_principal(request: Request) -> Principal:
         request.app.state.credential_cache
     )
     platform = request.app.state.platform
-    principal = await cache.get_or_load(
-        (token, is_key, organization),
-        lambda: run_in_threadpool(
-            principal_from_token, platform, token, organization, api_key=is_key
-        ),
-    )
-    return _remember(request, principal)
+    limiter = rate_limiter(request.app)
+    ip = client_ip(request)
+    credential = (token, is_key, organization)
+    principal = cache.get(credential)
+    if principal is None:
+        # A credential not seen lately costs a database lookup: its IP pays first.
+        await limiter.spend(limiter.predictions, ip=ip)
+        principal = await cache.get_or_load(
+            credential,
+            lambda: run_in_threadpool(
+                principal_from_token, platform, token, organization, api_key=is_key
+            ),
+        )
+        ip = None
+    caller = caller_key(principal.user.id, token, is_api_key=is_key)
+    await limiter.spend(limiter.predictions, caller=caller, ip=ip)
+    return _admit(request, principal, prediction=True)
 
 
 SERVING_SECURITY: dict[str, Any] = {
@@ -173,7 +208,39 @@ SERVING_SECURITY: dict[str, Any] = {
 }
 """``openapi_extra`` of routes that authenticate with :func:`get_serving_principal`."""
 
-CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+async def _charge_api_budget(
+    request: Request, principal: Principal, bearer: str | None, api_key: str | None
+) -> Principal:
+    token, is_key = _credentials(bearer, api_key)
+    limiter = rate_limiter(request.app)
+    caller = caller_key(principal.user.id, token, is_api_key=is_key)
+    await limiter.spend(limiter.api, caller=caller)
+    return principal
+
+
+async def get_charged_principal(
+    request: Request,
+    principal: Annotated[Principal, Depends(get_principal)],
+    bearer: Annotated[str | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+) -> Principal:
+    """:func:`get_principal`, charged to the caller's API budget (its IP paid on arrival,
+    in ``dlp.ratelimit.ApiRateLimitMiddleware``)."""
+    return await _charge_api_budget(request, principal, bearer, api_key)
+
+
+async def get_charged_streaming_principal(
+    request: Request,
+    principal: Annotated[Principal, Depends(get_streaming_principal)],
+    bearer: Annotated[str | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+) -> Principal:
+    """:func:`get_streaming_principal`, charged to the caller's API budget."""
+    return await _charge_api_budget(request, principal, bearer, api_key)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_charged_principal)]
 ServingPrincipal = Annotated[Principal, Depends(get_serving_principal)]
 
 
@@ -184,7 +251,7 @@ async def require_member(principal: CurrentPrincipal) -> Principal:
 
 
 async def require_streaming_member(
-    principal: Annotated[Principal, Depends(get_streaming_principal)],
+    principal: Annotated[Principal, Depends(get_charged_streaming_principal)],
 ) -> Principal:
     """:func:`require_member` for streaming requests (see :func:`get_streaming_principal`)."""
     principal.require(Role.MEMBER)
@@ -194,3 +261,12 @@ async def require_streaming_member(
 WriterPrincipal = Annotated[Principal, Depends(require_member)]
 
 StreamingWriterPrincipal = Annotated[Principal, Depends(require_streaming_member)]
+
+
+async def require_superuser(principal: CurrentPrincipal) -> Principal:
+    """The caller, who must be the installation's superuser."""
+    principal.require_superuser()
+    return principal
+
+
+SuperuserPrincipal = Annotated[Principal, Depends(require_superuser)]

@@ -12,10 +12,11 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import dlp
+from dlp.audit.router import router as audit_router
 from dlp.auth.router import router as auth_router
 from dlp.batch.router import router as batch_router
 from dlp.cache import SingleFlightCache
@@ -25,14 +26,19 @@ from dlp.errors import DLPError, RateLimitedError
 from dlp.events.router import router as events_router
 from dlp.faults import is_transient
 from dlp.migrate import is_up_to_date
+from dlp.openapi import allowed_methods, document_errors
+from dlp.ops.body_limits import BodyLimitMiddleware
+from dlp.ops.headers import install_cors, install_security_headers
 from dlp.ops.metrics import ApiMetrics
 from dlp.ops.middleware import RequestContextMiddleware
 from dlp.ops.router import router as ops_router
+from dlp.organizations.router import router as organizations_router
 from dlp.platform import build_platform
 from dlp.predictions.lane import PredictionLane, document_lane
 from dlp.predictions.server import build_model_server
 from dlp.protocols.router import mlflow_router, v2_router
 from dlp.protocols.stream import router as stream_router
+from dlp.ratelimit import ApiRateLimitMiddleware, build_rate_limiter
 from dlp.registry.names_router import router as registry_router
 from dlp.registry.router import router as models_router
 from dlp.registry.serving import ServingDirectory, warm_production_versions
@@ -98,6 +104,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if isinstance(exc, DataError):
+            # A value the database cannot hold (a NUL in a name, a number out of range):
+            # the client's input, refused like any other invalid input.
+            log.info("request.unstorable_value", error=str(exc.orig or exc))
+            return error_response(
+                request, 422, "validation_error", "a value in the request cannot be stored"
+            )
         if not is_transient(exc):
             raise exc
         log.warning("request.database_unavailable", error=str(exc.orig or exc))
@@ -111,9 +124,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(exc.status_code, "internal_error")
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
-        return error_response(request, exc.status_code, code, message)
+        if exc.status_code == 400:
+            # Starlette's "error parsing the body": the contract calls a bad body a 422.
+            return error_response(request, 422, "validation_error", message)
+        code = _HTTP_CODES.get(exc.status_code, "internal_error")
+        response = error_response(request, exc.status_code, code, message)
+        if exc.status_code == 405:
+            # Starlette's own Allow names only the first route's methods of the path.
+            response.headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path))
+        return response
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -123,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rate_limiter = build_rate_limiter(settings)  # first: it refuses malformed budgets
         platform = build_platform(settings)
         if not is_up_to_date(platform.engine):
             platform.close()
@@ -132,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.platform = platform
         app.state.model_server = build_model_server(platform.store, settings, metrics)
         app.state.credential_cache = SingleFlightCache(settings.serving_lookup_cache_seconds)
+        app.state.rate_limiter = rate_limiter
         app.state.serving_directory = ServingDirectory(
             platform, settings.serving_lookup_cache_seconds
         )
@@ -148,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await rate_limiter.close()
         platform.close()
 
     app = FastAPI(
@@ -168,6 +191,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stream_router,
         ops_router,
         auth_router,
+        audit_router,
+        organizations_router,
         datasets_router,
         training_router,
         tuning_router,
@@ -176,8 +201,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_router,
     ):
         app.include_router(router)
+    # Outermost last: headers, request context, CORS, body limits, the prediction lane.
     app.add_middleware(PredictionLane, api=app)
+    app.add_middleware(ApiRateLimitMiddleware, api=app)
+    app.add_middleware(BodyLimitMiddleware, api=app, settings=settings)
+    install_cors(app, settings)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    install_security_headers(app)
     document_lane(app)
+    document_errors(app)
     install_web_ui(app)
     return app

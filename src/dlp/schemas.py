@@ -39,9 +39,13 @@ class PageParams(BaseModel):
     offset: int = 0
 
 
+# Far past any real collection, and well inside the databases' 64-bit OFFSET.
+MAX_OFFSET = 1_000_000_000
+
+
 def page_params(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> PageParams:
     """Read paging parameters from the query string."""
     return PageParams(limit=limit, offset=offset)

@@ -121,6 +121,7 @@ def test_me_needs_valid_credentials(
         key=deployment.settings.signing_key(),
         user_id=uuid.UUID(account.id),
         organization_id=uuid.UUID(account.organization_id),
+        password_stamp="",
         ttl=timedelta(seconds=-1),
     )
     body = _error(
@@ -133,6 +134,7 @@ def test_me_needs_valid_credentials(
         key="another-installation-" + "k" * 40,
         user_id=uuid.UUID(account.id),
         organization_id=uuid.UUID(account.organization_id),
+        password_stamp="",
         ttl=timedelta(minutes=5),
     )
     _error(

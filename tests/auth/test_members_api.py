@@ -206,6 +206,12 @@ def test_the_last_admin_of_a_shared_organization_stays(
 
 def test_openapi_documents_the_member_paths(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
-    assert set(paths["/api/v1/organizations"]) == {"get"}
+    assert set(paths["/api/v1/organizations"]) == {"get", "post"}
+    assert set(paths["/api/v1/organizations/current"]) == {"get", "patch"}
     assert set(paths[MEMBERS]) == {"get", "post"}
     assert set(paths[MEMBERS + "/{user_id}"]) == {"patch", "delete"}
+    invitations = "/api/v1/organizations/current/invitations"
+    assert set(paths[invitations]) == {"get", "post"}
+    assert set(paths[invitations + "/{invitation_id}"]) == {"delete"}
+    assert set(paths["/api/v1/invitations/accept"]) == {"post"}
+    assert set(paths["/api/v1/admin/organizations/{organization_id}"]) == {"patch"}

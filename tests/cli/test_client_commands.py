@@ -222,3 +222,25 @@ def test_tune_starts_a_study(dlp: CliRunnerFor, platform: Platform) -> None:
     study = json.loads(started.stdout)
     assert study["n_trials"] == 1 and study["metric"] == "val_accuracy"
     assert platform.client.studies.cancel(study["id"]).id == study["id"]
+
+
+def test_orgs_and_invitations(dlp: CliRunnerFor) -> None:
+    dlp.login()
+    created = dlp("orgs", "create", "cli team", "--json")
+    assert created.exit_code == 0, created.output
+    team = json.loads(created.output)["id"]
+    listed = dlp("orgs", "list")
+    assert listed.exit_code == 0 and "cli team" in listed.output
+    invited = dlp(
+        "invitations", "create", "dave@example.com", "--role", "viewer", "--json", DLP_ORG=team
+    )
+    assert invited.exit_code == 0, invited.output
+    invitation = json.loads(invited.output)
+    assert invitation["token"] and invitation["role"] == "viewer"
+    pending = dlp("invitations", "list", DLP_ORG=team)
+    assert pending.exit_code == 0 and "dave@example.com" in pending.output
+    assert dlp("invitations", "revoke", invitation["id"], DLP_ORG=team).exit_code == 0
+    shown = dlp("orgs", "show", DLP_ORG=team)
+    assert shown.exit_code == 0 and "cli team" in shown.output and "unlimited" in shown.output
+    unknown = dlp("invitations", "accept", "not-a-token")
+    assert unknown.exit_code == 1 and "not found" in unknown.output

@@ -15,6 +15,7 @@ from dlp.client import (
     DLPConnectionError,
     MetricEvent,
     NotFoundError,
+    PermissionDeniedError,
     StatusEvent,
     TokenPair,
     ValidationError,
@@ -221,3 +222,47 @@ def test_api_keys_and_logout(platform: Platform) -> None:
     after = Client(platform.url, refresh_token=pair.refresh_token)
     with after, pytest.raises(AuthenticationError):
         after.auth.refresh()
+
+
+def test_scoped_expiring_api_keys_are_listed(platform: Platform) -> None:
+    key = platform.client.auth.create_api_key("reader", scope="read", expires_in_days=7)
+    assert key.scope == "read" and key.expires_at is not None
+    with Client(platform.url, api_key=key.key) as by_key:
+        assert by_key.datasets.list().total >= 0
+        with pytest.raises(PermissionDeniedError):
+            by_key.auth.create_api_key("escalate")
+    listed = {item.id: item for item in platform.client.auth.list_api_keys(limit=200).items}
+    assert listed[key.id].scope == "read" and listed[key.id].last_used_at is not None
+    assert "key" not in listed[key.id].model_dump()
+    platform.client.auth.delete_api_key(key.id)
+
+
+def test_organizations_invitations_and_quotas(platform: Platform) -> None:
+    alice = platform.client
+    team = alice.organizations.create("sdk team")
+    assert team.role == "admin" and not team.is_personal
+    assert team.id in {o.id for o in alice.organizations.iter(page_size=1)}
+    with Client(platform.url) as bob:
+        bob.auth.register("bob-sdk", "bob-sdk@example.com", PASSWORD)
+        bob.auth.login("bob-sdk", PASSWORD)
+        with Client(platform.url, platform.client.transport.access_token) as in_team:
+            in_team.transport.organization_id = team.id
+            invitation = in_team.invitations.create("BOB-SDK@example.com", "viewer")
+            assert invitation.token and invitation.email == "bob-sdk@example.com"
+            assert [i.id for i in in_team.invitations.list().items] == [invitation.id]
+            joined = bob.invitations.accept(invitation.token)
+            assert joined.id == team.id and joined.role == "viewer"
+            with pytest.raises(NotFoundError):
+                bob.invitations.accept(invitation.token)
+            spare = in_team.invitations.create("carol-sdk@example.com")
+            in_team.invitations.revoke(spare.id)
+            assert in_team.invitations.list().total == 0
+            renamed = in_team.organizations.rename("sdk team 2")
+            assert renamed.name == "sdk team 2" and renamed.usage == {
+                "storage_bytes": 0,
+                "active_jobs": 0,
+            }
+    limited = alice.organizations.set_quotas(team.id, max_concurrent_jobs=3)
+    assert limited.quotas == {"max_storage_bytes": None, "max_concurrent_jobs": 3}
+    reset = alice.organizations.set_quotas(team.id, reset=True)
+    assert reset.quotas == {"max_storage_bytes": None, "max_concurrent_jobs": None}

@@ -62,6 +62,20 @@ class Flow:
 PLAYGROUND_ROW = {"x0": 1.5, "x1": 1.2, "x2": 0.0, "x3": 0.3, "x4": -0.2, "x5": 0.1}
 
 
+def wait_until(page: Page, expression: str, arg: Any = None, timeout: float = 30.0) -> None:
+    """Poll a JavaScript expression (or function of ``arg``) until it is truthy.
+
+    Not ``page.wait_for_function``: Playwright runs its predicate through ``eval``, which
+    the UI's Content-Security-Policy (no 'unsafe-eval') rightly refuses; ``evaluate``
+    goes through the DevTools protocol instead.
+    """
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression, arg):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout} s: {expression}")
+        time.sleep(0.02)
+
+
 def write_training_csv(path: Path) -> None:
     """A synthetic table: six numbers, and ``label`` "yes" when x0 + x1 > 0, else "no"."""
     rng = np.random.default_rng(0)
@@ -104,16 +118,18 @@ def register_and_upload(page: Page, flow: Flow, csv_path: Path) -> None:
     network.send("Network.enable")
     network.send("Network.emulateNetworkConditions", SLOW_UPLINK)
     page.get_by_role("button", name="Upload").click()
-    page.wait_for_function(
+    wait_until(
+        page,
         "(() => { const bar = document.querySelector('.upload-progress progress');"
-        " return bar.value > 0 && bar.value < 100; })()"
+        " return bar.value > 0 && bar.value < 100; })()",
     )
     network.detach()
     expect(page).to_have_url(re.compile(r"/ui/datasets/[0-9a-f-]{36}$"))
     expect(page.locator("#profile tbody tr")).to_have_count(len(FEATURES) + 1)
     expect(page.locator("#profile canvas[data-histogram]")).to_have_count(len(FEATURES) + 1)
     # Every column's bars come with the profile and add up to the whole table.
-    page.wait_for_function(
+    wait_until(
+        page,
         "([columns, rows]) => { const charts = Object.values(Chart.instances)"
         ".filter((chart) => chart.canvas.closest('#profile'));"
         " return charts.length === columns && charts.every((chart) =>"
@@ -139,10 +155,11 @@ def train_and_watch(page: Page, flow: Flow) -> None:
     expect(page).to_have_url(re.compile(r"/ui/jobs/[0-9a-f-]{36}$"))
     chart = page.locator("#job-chart")
     expect(chart).to_have_attribute("data-status", "running", timeout=TRAINING_SECONDS * 1000)
-    page.wait_for_function("Number(document.querySelector('#job-chart').dataset.points) > 0")
+    wait_until(page, "Number(document.querySelector('#job-chart').dataset.points) > 0")
     first = points(page)
     # Polled in the page, so the growth is seen while the status still says running.
-    page.wait_for_function(
+    wait_until(
+        page,
         "([first]) => { const chart = document.querySelector('#job-chart');"
         " return Number(chart.dataset.points) > first && chart.dataset.status === 'running'; }",
         arg=[first],
@@ -165,7 +182,7 @@ def browse_models(page: Page, flow: Flow) -> None:
     expect(pick).to_be_checked()
     flow.shoot(page, "jobs")
     page.get_by_role("button", name="Compare selected").click()
-    page.wait_for_function("Number(document.querySelector('#compare-chart').dataset.points) > 0")
+    wait_until(page, "Number(document.querySelector('#compare-chart').dataset.points) > 0")
     flow.shoot(page, "compare")
     page.goto(flow.base_url + flow.visited["job-finished"])
     page.get_by_role("link", name="Model", exact=True).click()

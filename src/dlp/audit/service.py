@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy.orm import Session
 
 from dlp.audit import repository
 from dlp.audit.models import AuditEvent
+from dlp.auth.models import Role
+
+if TYPE_CHECKING:
+    # Only for annotations: dlp.auth.service records events through this module.
+    from dlp.auth.service import Principal
 
 log = structlog.get_logger(__name__)
 
@@ -45,8 +50,35 @@ def record(
     return repository.add_event(session, event)
 
 
+def record_act(
+    session: Session,
+    principal: Principal,
+    action: str,
+    *,
+    target_type: str,
+    target_id: uuid.UUID | str,
+    organization_id: uuid.UUID | None = None,
+    **detail: Any,
+) -> AuditEvent:
+    """:func:`record` an act of ``principal``, in its current organization unless
+    ``organization_id`` names the one acted on (a new one, or one joined)."""
+    return record(
+        session,
+        action,
+        organization_id=organization_id or principal.organization_id,
+        actor_id=principal.user.id,
+        actor_name=principal.user.username,
+        target_type=target_type,
+        target_id=target_id,
+        ip=principal.ip,
+        **detail,
+    )
+
+
 def page(
-    session: Session, organization_id: uuid.UUID, *, limit: int, offset: int
+    session: Session, principal: Principal, *, limit: int, offset: int
 ) -> tuple[list[AuditEvent], int]:
-    """One page of ``organization_id``'s audit log, newest first, with the total."""
-    return repository.page_events(session, organization_id, limit=limit, offset=offset)
+    """One page of the current organization's audit log, newest first, with the total
+    (its admins only)."""
+    principal.require(Role.ADMIN)
+    return repository.page_events(session, principal.organization_id, limit=limit, offset=offset)

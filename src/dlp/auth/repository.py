@@ -209,6 +209,16 @@ def revoke_refresh_family(session: Session, family_id: uuid.UUID, at: datetime) 
     )
 
 
+def revoke_refresh_tokens_of_user(session: Session, user_id: uuid.UUID, at: datetime) -> None:
+    """Revoke every live refresh token of the user, in all their logins."""
+    session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=at)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def add_api_key(session: Session, api_key: ApiKey) -> ApiKey:
     """Insert an API key row."""
     session.add(api_key)
@@ -233,6 +243,22 @@ def get_api_key(
             ApiKey.revoked_at.is_(None),
         )
     )
+
+
+def list_api_keys(
+    session: Session, *, user_id: uuid.UUID, organization_id: uuid.UUID, limit: int, offset: int
+) -> tuple[list[ApiKey], int]:
+    """One page of the user's keys in the organization, newest first, and how many there are."""
+    where = (ApiKey.user_id == user_id, ApiKey.organization_id == organization_id)
+    total = session.scalar(select(func.count()).select_from(ApiKey).where(*where))
+    rows = session.scalars(
+        select(ApiKey)
+        .where(*where)
+        .order_by(ApiKey.created_at.desc(), ApiKey.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows), total or 0
 
 
 def touch_api_key(session: Session, key_id: uuid.UUID, at: datetime) -> None:

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import jwt
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from dlp.db import utcnow
 from dlp.errors import AuthenticationError
 
-_hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+PASSWORD_PARAMETERS = profiles.RFC_9106_LOW_MEMORY
+"""Argon2id, 64 MiB, 3 passes, 4 lanes: RFC 9106's second recommendation, above OWASP's
+minimum (19 MiB, 2 passes, 1 lane). Stored hashes with other parameters are redone at
+the next login."""
+
+_hasher = PasswordHasher.from_parameters(PASSWORD_PARAMETERS)
 JWT_ALGORITHM = "HS256"
 API_KEY_PREFIX = "dlp_"
 
@@ -27,13 +33,38 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password: str, password_hash: str | None) -> bool:
-    """Check ``password``; with no hash (unknown user) still spend the same time."""
+    """Check ``password``; with no hash (unknown user) still spend the same time, on a
+    dummy hash made with the current parameters."""
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and (
+        return _hasher.verify(password_hash or _dummy_hash(_hasher), password) and (
             password_hash is not None
         )
     except (VerificationError, InvalidHashError):
         return False
+
+
+def password_needs_rehash(password_hash: str) -> bool:
+    """Whether ``password_hash`` was made with other parameters than the current ones."""
+    try:
+        return _hasher.check_needs_rehash(password_hash)
+    except InvalidHashError:
+        return True
+
+
+@functools.cache
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    return hasher.hash(secrets.token_urlsafe(16))
+
+
+def password_stamp(password_hash: str, *, key: str) -> str:
+    """A short keyed digest of the stored password hash, carried by access tokens: a new
+    password changes it, so tokens issued before stop working."""
+    return hmac.new(key.encode(), password_hash.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def stamp_matches(stamp: str | None, password_hash: str, *, key: str) -> bool:
+    """Whether an access token's ``stamp`` belongs to the current password (constant time)."""
+    return stamp is not None and hmac.compare_digest(stamp, password_stamp(password_hash, key=key))
 
 
 def hash_secret(secret: str) -> str:
@@ -57,16 +88,24 @@ class AccessClaims:
 
     user_id: uuid.UUID
     organization_id: uuid.UUID
+    password_stamp: str | None
 
 
 def create_access_token(
-    *, key: str, user_id: uuid.UUID, organization_id: uuid.UUID, ttl: timedelta
+    *,
+    key: str,
+    user_id: uuid.UUID,
+    organization_id: uuid.UUID,
+    password_stamp: str,
+    ttl: timedelta,
 ) -> str:
-    """A signed, short-lived access token."""
+    """A signed, short-lived access token, valid until ``ttl`` passes or the password
+    behind ``password_stamp`` changes."""
     now = utcnow()
     payload = {
         "sub": str(user_id),
         "org": str(organization_id),
+        "pws": password_stamp,
         "typ": "access",
         "iat": now,
         "exp": now + ttl,
@@ -91,7 +130,12 @@ def decode_access_token(token: str, *, key: str) -> AccessClaims:
     if payload.get("typ") != "access":
         raise AuthenticationError("invalid access token")
     try:
-        return AccessClaims(uuid.UUID(payload["sub"]), uuid.UUID(payload["org"]))
+        stamp = payload.get("pws")
+        return AccessClaims(
+            uuid.UUID(payload["sub"]),
+            uuid.UUID(payload["org"]),
+            stamp if isinstance(stamp, str) else None,
+        )
     except (ValueError, TypeError) as exc:
         raise AuthenticationError("invalid access token") from exc
 

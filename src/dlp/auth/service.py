@@ -1,28 +1,21 @@
-"""Business rules of identity: accounts, logins, token rotation, API keys, principals,
-organization members."""
+"""Business rules of identity: accounts, principals (who calls, with which role and
+credential), organization members. Signing in lives in ``dlp.auth.login_service``, API
+keys in ``dlp.auth.api_key_service``."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from dlp.audit import service as audit
 from dlp.auth import repository
-from dlp.auth.models import ApiKey, Membership, Organization, RefreshToken, Role, User
-from dlp.auth.schemas import RegisterRequest, TokenPair
-from dlp.auth.security import (
-    create_access_token,
-    decode_access_token,
-    expiry,
-    hash_password,
-    hash_secret,
-    new_api_key,
-    new_refresh_token,
-    verify_password,
-)
+from dlp.auth.models import Membership, Organization, Role, User
+from dlp.auth.schemas import ApiKeyScope, RegisterRequest
+from dlp.auth.security import decode_access_token, hash_password, hash_secret, stamp_matches
 from dlp.config import Settings
 from dlp.db import utcnow
 from dlp.errors import AuthenticationError, ConflictError, NotFoundError, PermissionDeniedError
@@ -30,26 +23,42 @@ from dlp.errors import AuthenticationError, ConflictError, NotFoundError, Permis
 API_KEY_TOUCH_INTERVAL = timedelta(minutes=1)
 
 
-class RefreshTokenReuseError(AuthenticationError):
-    """A spent refresh token came back: the family is revoked, and that must persist."""
-
-    keep_changes = True
-
-
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling, in which organization, with which role."""
+    """Who is calling, in which organization, with which role, through which credential."""
 
     user: User
     organization_id: uuid.UUID
     role: Role
+    scope: ApiKeyScope | None = None
+    """The API key's scope; None for a user's access token (the role alone decides)."""
+    ip: str | None = None
+    """The client's address, for the audit log (set by the request's dependency)."""
 
     def require(self, role: Role) -> None:
-        """Raise ``PermissionDeniedError`` unless the caller's role is at least ``role``."""
+        """Raise ``PermissionDeniedError`` unless the caller's role is at least ``role``;
+        a read-only key acts as a viewer whatever its owner's role."""
+        if role.rank > Role.VIEWER.rank:
+            self.require_write()
         if self.role.rank < role.rank:
             raise PermissionDeniedError(
                 f"your role in this organization is {self.role.value}; "
                 f"this action needs {role.value}"
+            )
+
+    def require_write(self) -> None:
+        """Raise ``PermissionDeniedError`` for a key that may not change anything (a
+        read-only or predict-only key)."""
+        self.require_api()
+        if self.scope == ApiKeyScope.READ:
+            raise PermissionDeniedError("this API key is read-only; use a write key or sign in")
+
+    def require_api(self) -> None:
+        """Raise ``PermissionDeniedError`` for a predict-only key: it may call the prediction
+        endpoints and nothing else."""
+        if self.scope == ApiKeyScope.PREDICT:
+            raise PermissionDeniedError(
+                "this API key is predict-only: it may call the prediction endpoints only"
             )
 
     def require_superuser(self) -> None:
@@ -83,74 +92,12 @@ def register(session: Session, request: RegisterRequest) -> Principal:
     return Principal(user=user, organization_id=organization.id, role=Role.ADMIN)
 
 
-def login(session: Session, settings: Settings, *, username: str, password: str) -> TokenPair:
-    """Check credentials and start a new token family."""
-    user = repository.get_user_by_login(session, username)
-    valid = verify_password(password, user.password_hash if user else None)
-    if user is None or not valid or not user.is_active:
-        raise AuthenticationError("incorrect username or password")
-    return _issue_tokens(session, settings, user, family_id=uuid.uuid4())
-
-
-def refresh(session: Session, settings: Settings, refresh_token: str) -> TokenPair:
-    """Spend a refresh token for a new pair; a reused token revokes its whole family."""
-    now = utcnow()
-    token = repository.get_refresh_token_by_hash(session, hash_secret(refresh_token))
-    if token is None:
-        raise AuthenticationError("invalid refresh token")
-    if token.used_at is not None or token.revoked_at is not None:
-        repository.revoke_refresh_family(session, token.family_id, now)
-        raise RefreshTokenReuseError(
-            "refresh token already used; every session of that login has been signed out"
-        )
-    if token.expires_at <= now:
-        raise AuthenticationError("refresh token expired")
-    if not repository.mark_refresh_token_used(session, token.id, now):
-        repository.revoke_refresh_family(session, token.family_id, now)
-        raise RefreshTokenReuseError(
-            "refresh token already used; every session of that login has been signed out"
-        )
-    user = repository.get_user(session, token.user_id)
-    if user is None or not user.is_active:
-        raise AuthenticationError("invalid refresh token")
-    return _issue_tokens(session, settings, user, family_id=token.family_id)
-
-
-def logout(session: Session, refresh_token: str) -> None:
-    """Revoke the login the refresh token belongs to (silently if unknown)."""
-    token = repository.get_refresh_token_by_hash(session, hash_secret(refresh_token))
-    if token is not None:
-        repository.revoke_refresh_family(session, token.family_id, utcnow())
-
-
-def _issue_tokens(
-    session: Session, settings: Settings, user: User, *, family_id: uuid.UUID
-) -> TokenPair:
-    ttl = timedelta(minutes=settings.access_token_minutes)
-    access = create_access_token(
-        key=settings.signing_key(),
-        user_id=user.id,
-        organization_id=user.default_organization_id,
-        ttl=ttl,
-    )
-    secret = new_refresh_token()
-    repository.add_refresh_token(
-        session,
-        RefreshToken(
-            user_id=user.id,
-            family_id=family_id,
-            token_hash=hash_secret(secret),
-            expires_at=expiry(settings.refresh_token_days),
-        ),
-    )
-    return TokenPair(access_token=access, refresh_token=secret, expires_in=int(ttl.total_seconds()))
-
-
 def principal_from_access_token(
     session: Session, settings: Settings, token: str, organization_header: str | None
 ) -> Principal:
     """The caller behind a bearer token, in the organization they picked."""
-    claims = decode_access_token(token, key=settings.signing_key())
+    key = settings.signing_key()
+    claims = decode_access_token(token, key=key)
     organization = organization_header or str(claims.organization_id)
     organization_id = _parse_organization_id(organization)
     # One query for both: this runs on every authenticated request.
@@ -159,6 +106,8 @@ def principal_from_access_token(
     )
     if user is None or not user.is_active:
         raise AuthenticationError("invalid access token")
+    if not stamp_matches(claims.password_stamp, user.password_hash, key=key):
+        raise AuthenticationError("access token revoked by a password change; sign in again")
     return _principal(user, organization_id, membership)
 
 
@@ -168,8 +117,10 @@ def principal_from_api_key(
     """The caller behind an API key; a key is bound to the organization it was made in."""
     now = utcnow()
     api_key = repository.get_api_key_by_hash(session, hash_secret(key))
-    if api_key is None or api_key.revoked_at is not None:
+    if api_key is None:
         raise AuthenticationError("invalid API key")
+    if api_key.revoked_at is not None:
+        raise AuthenticationError("API key revoked")
     if api_key.expires_at is not None and api_key.expires_at <= now:
         raise AuthenticationError("API key expired")
     user = repository.get_user(session, api_key.user_id)
@@ -180,7 +131,8 @@ def principal_from_api_key(
     last = api_key.last_used_at
     if last is None or now - last > API_KEY_TOUCH_INTERVAL:
         repository.touch_api_key(session, api_key.id, now)
-    return _principal_in(session, user, str(api_key.organization_id))
+    principal = _principal_in(session, user, str(api_key.organization_id))
+    return replace(principal, scope=ApiKeyScope(api_key.scope))
 
 
 def _parse_organization_id(organization: str) -> uuid.UUID | None:
@@ -208,32 +160,6 @@ def _principal_in(session: Session, user: User, organization: str) -> Principal:
             session, organization_id=organization_id, user_id=user.id
         )
     return _principal(user, organization_id, membership)
-
-
-def create_api_key(session: Session, principal: Principal, name: str) -> tuple[ApiKey, str]:
-    """A new key for the caller in the current organization, and its one-time secret."""
-    secret = new_api_key()
-    api_key = repository.add_api_key(
-        session,
-        ApiKey(
-            organization_id=principal.organization_id,
-            user_id=principal.user.id,
-            name=name,
-            prefix=secret[:12],
-            key_hash=hash_secret(secret),
-        ),
-    )
-    return api_key, secret
-
-
-def revoke_api_key(session: Session, principal: Principal, key_id: uuid.UUID) -> None:
-    """Revoke one of the caller's keys."""
-    api_key = repository.get_api_key(
-        session, key_id=key_id, user_id=principal.user.id, organization_id=principal.organization_id
-    )
-    if api_key is None:
-        raise NotFoundError("API key", key_id)
-    api_key.revoked_at = utcnow()
 
 
 def list_members(
@@ -271,6 +197,15 @@ def add_member(
     membership = repository.add_membership(
         session, organization_id=principal.organization_id, user_id=user.id, role=role
     )
+    audit.record_act(
+        session,
+        principal,
+        "member.added",
+        target_type="user",
+        target_id=user.id,
+        username=user.username,
+        role=role.value,
+    )
     return user, membership
 
 
@@ -285,6 +220,16 @@ def change_member_role(
         return user, membership
     if role != Role.ADMIN and _owns(user, organization):
         raise ConflictError(f"{user.username} owns this personal organization and stays its admin")
+    audit.record_act(
+        session,
+        principal,
+        "member.role_changed",
+        target_type="user",
+        target_id=user.id,
+        username=user.username,
+        old_role=membership.role.value,
+        role=role.value,
+    )
     membership.role = role
     _keep_an_admin(session, organization.id, user)
     return user, membership
@@ -308,6 +253,16 @@ def remove_member(session: Session, principal: Principal, user_id: uuid.UUID) ->
         session, organization_id=organization.id, user_id=user.id, at=utcnow()
     )
     _keep_an_admin(session, organization.id, user)
+    audit.record_act(
+        session,
+        principal,
+        "member.removed",
+        target_type="user",
+        target_id=user.id,
+        username=user.username,
+        role=membership.role.value,
+        left=leaving,
+    )
 
 
 def _lock_organization(session: Session, organization_id: uuid.UUID) -> Organization:

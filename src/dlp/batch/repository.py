@@ -65,3 +65,22 @@ def delete(session: Session, job: BatchPrediction) -> None:
     """Remove a job row."""
     session.delete(job)
     session.flush()
+
+
+def count_active(session: Session, organization_id: uuid.UUID) -> int:
+    """How many of the organization's batch predictions are queued or running."""
+    statement = select(func.count()).where(
+        BatchPrediction.organization_id == organization_id,
+        BatchPrediction.status.in_(ACTIVE_STATUSES),
+    )
+    return session.scalar(statement) or 0
+
+
+def stored_bytes(session: Session, organization_id: uuid.UUID) -> int:
+    """How many bytes the organization's batch prediction outputs take."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(BatchPrediction.output_bytes), 0)).where(
+            BatchPrediction.organization_id == organization_id
+        )
+    )
+    return int(total or 0)

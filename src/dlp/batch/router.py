@@ -26,7 +26,9 @@ def submit(
     principal: WriterPrincipal,
 ) -> BatchPredictionOut:
     """Queue a batch prediction of every row of a dataset; poll it, then download."""
-    job = service.submit(session, platform.queue, principal, model_id, body)
+    job = service.submit(
+        session, platform.queue, principal, model_id, body, settings=platform.settings
+    )
     return BatchPredictionOut.from_job(job)
 
 

@@ -10,16 +10,19 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from dlp.audit import service as audit
 from dlp.auth.service import Principal
 from dlp.batch import repository
 from dlp.batch.kind import BATCH_PREDICTIONS
 from dlp.batch.models import BatchPrediction
 from dlp.batch.schemas import BatchPredictionCreate
+from dlp.config import Settings
 from dlp.datasets import service as dataset_service
 from dlp.datasets.models import Dataset
 from dlp.db import run_after_commit, utcnow
 from dlp.errors import ConflictError, NotFoundError, ValidationError
 from dlp.jobs import repository as jobs_repository
+from dlp.organizations import quotas
 from dlp.queue import JobQueue
 from dlp.registry import service as registry_service
 from dlp.registry.models import Model
@@ -81,12 +84,16 @@ def submit(
     principal: Principal,
     model_id: uuid.UUID,
     request: BatchPredictionCreate,
+    *,
+    settings: Settings,
 ) -> BatchPrediction:
-    """Validate, store the job as queued, and wake a worker once committed."""
+    """Validate, store the job as queued, and wake a worker once committed; refused over
+    the organization's concurrent-jobs quota."""
     model = registry_service.get_model_or_raise(session, principal, model_id)
     dataset = dataset_service.get_dataset_or_raise(session, principal, request.dataset_id)
     text_column = text_column_for(model, request)
     check_dataset_fits(model, dataset, text_column)
+    quotas.reserve_job_slot(session, settings, principal.organization_id)
     job = repository.add(
         session,
         BatchPrediction(
@@ -155,6 +162,14 @@ def delete(session: Session, store: FileStore, principal: Principal, job_id: uui
         raise ConflictError(f"the batch prediction is {job.status}: cancel it first")
     prefix = output_prefix(job.organization_id, job.id)
     repository.delete(session, job)
+    audit.record_act(
+        session,
+        principal,
+        "batch_prediction.deleted",
+        target_type="batch_prediction",
+        target_id=job.id,
+        model_id=str(job.model_id),
+    )
     run_after_commit(session, lambda: store.delete_prefix(prefix))
 
 

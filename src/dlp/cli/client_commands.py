@@ -9,13 +9,15 @@ from dlp.cli import (
     dataset_commands,
     job_commands,
     model_commands,
+    organization_commands,
     predict_command,
     tune_command,
 )
 
 
 def register_client_commands(app: typer.Typer) -> None:
-    """Add login, datasets, train, jobs, models, predict and tune to ``app``."""
+    """Add login, datasets, train, jobs, models, predict, tune, orgs and invitations to
+    ``app``."""
     app.command("login")(auth_commands.login)
     app.command("logout")(auth_commands.logout)
     app.command("whoami")(auth_commands.whoami)
@@ -25,3 +27,5 @@ def register_client_commands(app: typer.Typer) -> None:
     app.add_typer(model_commands.app, name="models")
     app.command("predict")(predict_command.predict)
     app.command("tune")(tune_command.tune)
+    app.add_typer(organization_commands.app, name="orgs")
+    app.add_typer(organization_commands.invitations_app, name="invitations")

@@ -88,11 +88,13 @@ def server_url(option: str | None = None) -> str:
 
 def authenticated_client() -> Client:
     """A client with the environment's credentials, else the saved login's (which is
-    kept up to date as the client refreshes its tokens)."""
+    kept up to date as the client refreshes its tokens), acting in the organization
+    ``DLP_ORG`` names (default: the login's own)."""
     url = server_url()
+    organization = os.environ.get("DLP_ORG") or None
     token, api_key = os.environ.get("DLP_TOKEN"), os.environ.get("DLP_API_KEY")
     if token or api_key:
-        return Client(url, token or None, api_key=api_key or None)
+        return Client(url, token or None, api_key=api_key or None, organization_id=organization)
     saved = load_credentials()
     # Saved tokens belong to the server they came from; never send them anywhere else.
     if saved is None or saved.url != url:
@@ -102,4 +104,10 @@ def authenticated_client() -> Client:
         saved.access_token, saved.refresh_token = pair.access_token, pair.refresh_token
         save_credentials(saved)
 
-    return Client(url, saved.access_token, refresh_token=saved.refresh_token, on_tokens=keep)
+    return Client(
+        url,
+        saved.access_token,
+        refresh_token=saved.refresh_token,
+        on_tokens=keep,
+        organization_id=organization,
+    )

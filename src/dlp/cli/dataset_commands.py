@@ -14,9 +14,9 @@ from dlp.cli.output import (
     OffsetOption,
     cli_errors,
     human_bytes,
-    page_title,
     print_fields,
     print_json,
+    print_page,
     print_table,
     stdout,
     transfer_progress,
@@ -57,16 +57,20 @@ def list_datasets(
     """List the organization's datasets, newest first."""
     with authenticated_client() as client:
         page = client.datasets.list(limit=limit, offset=offset)
-    if as_json:
-        print_json(page)
-        return
-    print_table(
-        page_title("datasets", page),
+    print_page(
+        page,
+        "datasets",
         ["id", "name", "kind", "status", "rows", "size", "created"],
-        (
-            [d.id, d.name, d.kind, d.status, d.n_rows, human_bytes(d.size_bytes), d.created_at]
-            for d in page.items
-        ),
+        lambda d: [
+            d.id,
+            d.name,
+            d.kind,
+            d.status,
+            d.n_rows,
+            human_bytes(d.size_bytes),
+            d.created_at,
+        ],
+        as_json=as_json,
     )
 
 

@@ -17,9 +17,9 @@ from dlp.cli.output import (
     OffsetOption,
     cli_errors,
     fail,
-    page_title,
     print_fields,
     print_json,
+    print_page,
     print_table,
     stderr,
     stdout,
@@ -106,23 +106,19 @@ def list_jobs(
     """List the organization's training jobs, newest first."""
     with authenticated_client() as client:
         page = client.jobs.list(status=status, limit=limit, offset=offset)
-    if as_json:
-        print_json(page)
-        return
-    print_table(
-        page_title("training jobs", page),
+    print_page(
+        page,
+        "training jobs",
         ["id", "name", "status", "epoch", "model", "created"],
-        (
-            [
-                j.id,
-                j.name,
-                j.status,
-                f"{j.progress.epoch}/{j.progress.total_epochs}",
-                j.model_id,
-                j.created_at,
-            ]
-            for j in page.items
-        ),
+        lambda j: [
+            j.id,
+            j.name,
+            j.status,
+            f"{j.progress.epoch}/{j.progress.total_epochs}",
+            j.model_id,
+            j.created_at,
+        ],
+        as_json=as_json,
     )
 
 

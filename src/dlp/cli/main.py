@@ -114,6 +114,7 @@ def serve(
     # uvicorn re-raises the SIGTERM it caught once it has shut down; turning that
     # into SystemExit lets the `finally` below stop the embedded worker cleanly.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    proxies = [proxy.strip() for proxy in settings.trusted_proxies.split(",") if proxy.strip()]
     worker = None if no_worker else EmbeddedWorker()
     if worker is not None:
         worker.start()
@@ -125,7 +126,9 @@ def serve(
             port=port,
             workers=workers,
             log_config=None,
-            proxy_headers=True,
+            # Only listed proxies may say who the client is: rate limits count its address.
+            proxy_headers=bool(proxies),
+            forwarded_allow_ips=proxies,
         )
     finally:
         if worker is not None:

@@ -14,9 +14,9 @@ from dlp.cli.output import (
     OffsetOption,
     cli_errors,
     human_bytes,
-    page_title,
     print_fields,
     print_json,
+    print_page,
     print_table,
     stdout,
     transfer_progress,
@@ -37,16 +37,12 @@ def list_models(
     """List the organization's model versions, newest first."""
     with authenticated_client() as client:
         page = client.models.list(limit=limit, offset=offset)
-    if as_json:
-        print_json(page)
-        return
-    print_table(
-        page_title("models", page),
+    print_page(
+        page,
+        "models",
         ["id", "name", "version", "task", "type", "metrics", "created"],
-        (
-            [m.id, m.name, m.version, m.task, m.type, _key_metrics(m), m.created_at]
-            for m in page.items
-        ),
+        lambda m: [m.id, m.name, m.version, m.task, m.type, _key_metrics(m), m.created_at],
+        as_json=as_json,
     )
 
 

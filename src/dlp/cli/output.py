@@ -18,6 +18,7 @@ from rich.table import Table
 
 from dlp.cli.credentials import NotLoggedInError
 from dlp.client import AuthenticationError, DLPClientError, Page
+from dlp.client.schemas import Result
 from dlp.client.transport import ProgressCallback
 
 EXIT_OK = 0
@@ -40,6 +41,7 @@ stderr = Console(stderr=True, highlight=False)
 
 P = ParamSpec("P")
 R = TypeVar("R")
+Item = TypeVar("Item", bound=Result)
 
 
 def cli_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -96,6 +98,21 @@ def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequen
     for row in rows:
         table.add_row(*(cell(value) for value in row))
     stdout.print(table)
+
+
+def print_page(
+    page: Page[Item],
+    noun: str,
+    columns: Sequence[str],
+    row: Callable[[Item], Sequence[Any]],
+    *,
+    as_json: bool,
+) -> None:
+    """One page of a list: as JSON, or as a table titled with what it holds."""
+    if as_json:
+        print_json(page)
+    else:
+        print_table(page_title(noun, page), columns, (row(item) for item in page.items))
 
 
 def print_fields(title: str, fields: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ import httpx
 from dlp.client.auth import Auth
 from dlp.client.batch import BatchPredictions
 from dlp.client.datasets import Datasets
+from dlp.client.organizations import Invitations, Organizations
 from dlp.client.registry import Models, Registry
 from dlp.client.schemas import QueuesOverview
 from dlp.client.training import TrainingJobs
@@ -20,10 +21,10 @@ class Client:
     """A dlp server at ``url``, called with an access ``token`` or an ``api_key``.
 
     Calls are grouped as ``auth``, ``datasets``, ``jobs``, ``models``, ``registry``,
-    ``studies`` and ``batch``. Failures raise ``DLPClientError`` (or a subclass per
-    contract error code) carrying ``error`` and ``request_id``. With a
-    ``refresh_token`` the client renews an expired access token on its own and
-    hands each new pair to ``on_tokens`` (to persist it).
+    ``studies``, ``batch``, ``organizations`` and ``invitations``. Failures raise
+    ``DLPClientError`` (or a subclass per contract error code) carrying ``error`` and
+    ``request_id``. With a ``refresh_token`` the client renews an expired access token on
+    its own and hands each new pair to ``on_tokens`` (to persist it).
 
     >>> with Client("http://127.0.0.1:8000") as dlp:
     ...     dlp.auth.login("alice", "a long password")
@@ -60,6 +61,8 @@ class Client:
         self.registry = Registry(self.transport)
         self.studies = Studies(self.transport)
         self.batch = BatchPredictions(self.transport)
+        self.organizations = Organizations(self.transport)
+        self.invitations = Invitations(self.transport)
 
     @property
     def url(self) -> str:

@@ -64,7 +64,46 @@ class ApiKey(Result):
     id: str
     name: str
     key: str
+    scope: str = "write"
     created_at: datetime
+    expires_at: datetime | None = None
+
+
+class ApiKeyInfo(Result):
+    """An API key as listed: never the key itself."""
+
+    id: str
+    name: str
+    scope: str
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class Organization(Result):
+    """An organization, with your role in it; ``quotas`` (null: unlimited) and ``usage``
+    come with the current one."""
+
+    id: str
+    name: str
+    is_personal: bool
+    role: str | None = None
+    created_at: datetime | None = None
+    quotas: dict[str, int | None] | None = None
+    usage: dict[str, int] | None = None
+
+
+class Invitation(Result):
+    """An invitation to an organization; ``token`` only when it was just made."""
+
+    id: str
+    email: str
+    role: str
+    created_at: datetime
+    expires_at: datetime
+    token: str | None = None
 
 
 class Dataset(Result):

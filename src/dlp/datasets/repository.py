@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dlp.datasets.models import Dataset
@@ -40,3 +40,13 @@ def delete(session: Session, dataset: Dataset) -> None:
     """Delete a dataset row."""
     session.delete(dataset)
     session.flush()
+
+
+def stored_bytes(session: Session, organization_id: uuid.UUID) -> int:
+    """How many bytes the organization's uploads take."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(Dataset.size_bytes), 0)).where(
+            Dataset.organization_id == organization_id
+        )
+    )
+    return int(total or 0)

@@ -22,6 +22,7 @@ from dlp.dependencies import (
     StreamingWriterPrincipal,
     WriterPrincipal,
 )
+from dlp.organizations.quotas import UploadLimit
 from dlp.platform import Platform
 from dlp.schemas import Page, PageParams, page_params
 
@@ -65,6 +66,7 @@ def _record_upload(
         with session_scope(platform.sessions) as session:
             dataset = service.create_dataset(
                 session,
+                platform.settings,
                 principal,
                 dataset_id=dataset_id,
                 name=name,
@@ -79,6 +81,11 @@ def _record_upload(
         raise
 
 
+def _upload_limit(platform: Platform, principal: Principal) -> UploadLimit:
+    with session_scope(platform.sessions) as session:
+        return service.upload_limit(session, platform.settings, principal)
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, openapi_extra=_UPLOAD_BODY)
 async def upload_dataset(
     request: Request, platform: PlatformDep, principal: StreamingWriterPrincipal
@@ -86,8 +93,10 @@ async def upload_dataset(
     """Upload a CSV/Parquet table or a .zip of images (multipart field ``file``).
 
     The body is streamed to the store, then validated and profiled; anything
-    refused leaves nothing behind.
+    refused leaves nothing behind. The file may be as large as the upload limit and
+    the organization's storage quota both allow.
     """
+    limit = await run_in_threadpool(_upload_limit, platform, principal)
     dataset_id = uuid.uuid4()
     upload = await receive_upload(
         request,
@@ -95,7 +104,8 @@ async def upload_dataset(
         key_for=lambda filename: service.storage_key(
             principal.organization_id, dataset_id, filename
         ),
-        max_bytes=platform.settings.max_upload_bytes,
+        max_bytes=limit.max_bytes,
+        too_large=limit.refusal,
     )
     return await run_in_threadpool(_record_upload, platform, principal, dataset_id, upload)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +14,7 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 from sqlalchemy.orm import Session
 
+from dlp.audit import service as audit
 from dlp.auth.service import Principal
 from dlp.batch import repository as batch_repository
 from dlp.config import Settings
@@ -21,8 +24,16 @@ from dlp.datasets.models import Dataset
 from dlp.datasets.profile import iter_tables, profile_csv, profile_parquet, read_table
 from dlp.datasets.schemas import DatasetOut
 from dlp.db import run_after_commit
-from dlp.errors import ConflictError, NotFoundError, UnsupportedMediaTypeError, ValidationError
+from dlp.errors import (
+    ConflictError,
+    DLPError,
+    NotFoundError,
+    UnsupportedMediaTypeError,
+    ValidationError,
+)
 from dlp.ml.image_archive import ArchiveLimits, ImageArchive, open_image_archive
+from dlp.organizations import quotas
+from dlp.organizations.quotas import UploadLimit
 from dlp.storage import FileStore
 from dlp.training import repository as training_repository
 from dlp.tuning import repository as tuning_repository
@@ -30,6 +41,9 @@ from dlp.tuning import repository as tuning_repository
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".zip": "zip"}
 KINDS = {"tabular", "text", "image"}
 IMAGE_CHUNK = 256
+MAX_NAME_LENGTH = 255
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+_PATH_SEPARATORS = re.compile(r"[/\\]")
 
 
 def dataset_prefix(organization_id: uuid.UUID, dataset_id: uuid.UUID) -> str:
@@ -84,8 +98,21 @@ def profile_file(
 
 
 def check_name_and_kind(name: str | None, kind: str | None, filename: str) -> tuple[str, str]:
-    """The dataset's name (default: the file name) and kind (default from the file type)."""
-    resolved_name = (name or PurePosixPath(filename).name or "dataset").strip()[:255]
+    """The dataset's name (default: the file name) and kind (default from the file type).
+
+    A given name is refused if it holds control characters or is too long; a name taken
+    from the file name is cut to its last path component, cleaned and shortened (it is
+    for display only: storage keys never come from it).
+    """
+    if name:
+        resolved_name = name.strip()
+        if _CONTROL_CHARACTERS.search(resolved_name):
+            raise ValidationError("the dataset name must not contain control characters")
+        if len(resolved_name) > MAX_NAME_LENGTH:
+            raise ValidationError(f"the dataset name is longer than {MAX_NAME_LENGTH} characters")
+    else:
+        base = _PATH_SEPARATORS.split(filename)[-1]
+        resolved_name = _CONTROL_CHARACTERS.sub("", base).strip()[:MAX_NAME_LENGTH] or "dataset"
     if not resolved_name:
         raise ValidationError("the dataset name must not be blank")
     file_format = file_format_of(filename)
@@ -101,8 +128,15 @@ def check_name_and_kind(name: str | None, kind: str | None, filename: str) -> tu
     return resolved_name, resolved_kind
 
 
+def upload_limit(session: Session, settings: Settings, principal: Principal) -> UploadLimit:
+    """How large the caller's next upload may be: the upload limit, or less where the
+    organization's storage quota leaves less room."""
+    return quotas.upload_limit(session, settings, principal.organization_id)
+
+
 def create_dataset(
     session: Session,
+    settings: Settings,
     principal: Principal,
     *,
     dataset_id: uuid.UUID,
@@ -112,7 +146,8 @@ def create_dataset(
     size_bytes: int,
     profile: DatasetProfile,
 ) -> Dataset:
-    """Record an uploaded, profiled file."""
+    """Record an uploaded, profiled file, if it fits the organization's storage quota."""
+    quotas.reserve_storage(session, settings, principal.organization_id, size_bytes)
     file_format = key.rsplit(".", 1)[-1]
     dataset = repository.add(
         session,
@@ -172,12 +207,29 @@ def delete_dataset(
         raise ConflictError("the dataset is used by queued or running batch predictions")
     prefix = dataset_prefix(dataset.organization_id, dataset.id)
     repository.delete(session, dataset)
+    audit.record_act(
+        session,
+        principal,
+        "dataset.deleted",
+        target_type="dataset",
+        target_id=dataset.id,
+        name=dataset.name,
+    )
     run_after_commit(session, lambda: store.delete_prefix(prefix))
 
 
 def iter_dataset_bytes(store: FileStore, dataset: Dataset) -> Iterator[bytes]:
-    """The original upload, chunk by chunk."""
-    return store.iter_chunks(dataset.file_key)
+    """The original upload, chunk by chunk.
+
+    The first chunk is read before returning, so a stored file gone missing fails the
+    request with the contract's error instead of cutting a 200 answer short.
+    """
+    chunks = store.iter_chunks(dataset.file_key)
+    try:
+        first = next(chunks, b"")
+    except NotFoundError:
+        raise DLPError(f"dataset {dataset.id} has lost its stored file") from None
+    return itertools.chain([first], chunks)
 
 
 def open_dataset_file(store: FileStore, dataset: Dataset) -> BinaryIO:

@@ -112,16 +112,22 @@ async def receive_upload(
     store: FileStore,
     key_for: Callable[[str], str],
     max_bytes: int,
+    too_large: str | None = None,
     file_field: str = "file",
 ) -> ReceivedUpload:
-    """Read a ``multipart/form-data`` body, streaming the ``file`` part into the store."""
+    """Read a ``multipart/form-data`` body, streaming the ``file`` part into the store.
+
+    A file over ``max_bytes`` stops the stream with 413 saying ``too_large`` (default:
+    the limit in MB).
+    """
+    refusal = too_large or f"the upload is over the {max_bytes // 2**20} MB limit"
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
         raise UnsupportedMediaTypeError("upload the file as multipart/form-data")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
-        raise PayloadTooLargeError(f"the upload is over the {max_bytes // 2**20} MB limit")
+        raise PayloadTooLargeError(refusal)
     form = _StreamingForm(file_field, key_for, store)
     parser = MultipartParser(boundary, callbacks=_callbacks(form))  # type: ignore[arg-type]
     try:
@@ -131,7 +137,7 @@ async def receive_upload(
             except MultipartParseError as exc:
                 raise ValidationError(f"malformed multipart body: {exc}") from exc
             if form.file_bytes > max_bytes:
-                raise PayloadTooLargeError(f"the upload is over the {max_bytes // 2**20} MB limit")
+                raise PayloadTooLargeError(refusal)
             if form.writer is not None and len(form.pending) >= FLUSH_BYTES:
                 await run_in_threadpool(form.writer.write, form.take_pending())
         parser.finalize()

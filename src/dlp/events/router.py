@@ -28,11 +28,27 @@ _SSE_DESCRIPTION = (
     "metrics so far, then changes as they happen, ending after the terminal status."
 )
 
+# One event of the stream, as OpenAPI 3.1 tools read a text/event-stream schema.
+_SSE_EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["status", "metric", "log"]},
+        "data": {"type": "string", "description": "The event as a JSON object."},
+        "id": {"type": "string"},
+    },
+}
+
 
 @router.get(
     "/{job_id}/events",
     response_class=EventStreamResponse,
-    responses={200: {"description": _SSE_DESCRIPTION}},
+    responses={
+        200: {
+            "description": _SSE_DESCRIPTION,
+            "content": {"text/event-stream": {"schema": _SSE_EVENT}},
+        }
+    },
 )
 async def stream_job_events(
     job_id: uuid.UUID, platform: PlatformDep, principal: CurrentPrincipal
@@ -60,6 +76,7 @@ async def follow_job_over_websocket(
         if not token:
             raise AuthenticationError("credentials required: ?token=<access token or API key>")
         principal = await run_in_threadpool(principal_from_token, platform, token, org)
+        principal.require_api()
         events = job_event_stream(platform, principal, job_id)
         first = await anext(events)
     except DLPError as exc:

@@ -25,6 +25,7 @@ from urllib.parse import unquote
 import pydantic
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -59,7 +60,7 @@ class PredictionLane:
         self.api = api
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path = scope["path"]
@@ -71,6 +72,8 @@ class PredictionLane:
         scope["route"] = _MODEL_ROUTE if by_id else _NAME_ROUTE
         request = Request(scope, receive)
         try:
+            if scope["method"] != "POST":
+                raise HTTPException(405)
             if by_id is not None:
                 response = await self._predict_by_id(request, by_id.group(1))
             else:

@@ -261,7 +261,10 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
 
 def _attach_binary_data(document: dict[str, Any], binary: memoryview) -> None:
     offset = 0
-    for tensor in document.get("inputs") or []:
+    inputs = document.get("inputs")
+    # Anything but a list of objects is left to the schema, which refuses it clearly.
+    tensors = [t for t in inputs if isinstance(t, dict)] if isinstance(inputs, list) else []
+    for tensor in tensors:
         parameters = tensor.get("parameters") or {}
         size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
         if size is None:

@@ -137,3 +137,15 @@ def list_aliased_versions(session: Session, alias: str) -> list[Model]:
             .where(ModelAlias.alias == alias)
         )
     )
+
+
+def stored_bytes(session: Session, organization_id: uuid.UUID) -> int:
+    """How many bytes the organization's model versions take: their trained files, plus
+    the int8 graph of those that were quantized."""
+    owned = Model.organization_id == organization_id
+    trained = session.scalar(select(func.coalesce(func.sum(Model.size_bytes), 0)).where(owned))
+    reports = session.scalars(
+        select(Model.quantization).where(owned, Model.quantization.is_not(None))
+    )
+    int8 = sum(int(report.get("size_bytes_int8", 0)) for report in reports if report)
+    return int(trained or 0) + int8

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 import dlp
+from dlp.audit import service as audit
 from dlp.auth.models import Role
 from dlp.auth.service import Principal
 from dlp.db import run_after_commit, utcnow
@@ -125,6 +126,15 @@ def delete_model(
         )
     prefix = model.file_prefix
     repository.delete(session, model)
+    audit.record_act(
+        session,
+        principal,
+        "model.deleted",
+        target_type="model",
+        target_id=model.id,
+        name=model.name,
+        version=model.version,
+    )
     run_after_commit(session, lambda: store.delete_prefix(prefix))
 
 

@@ -58,6 +58,17 @@ def count_active_for_dataset(session: Session, dataset_id: uuid.UUID) -> int:
     )
 
 
+def count_active_outside_studies(session: Session, organization_id: uuid.UUID) -> int:
+    """How many of the organization's training jobs that are not tuning trials are queued
+    or running."""
+    statement = select(func.count()).where(
+        TrainingJob.organization_id == organization_id,
+        TrainingJob.study_id.is_(None),
+        TrainingJob.status.in_(ACTIVE_STATUSES),
+    )
+    return session.scalar(statement) or 0
+
+
 def add_metrics(session: Session, rows: list[JobMetric]) -> None:
     """Insert metric rows."""
     session.add_all(rows)

@@ -33,6 +33,7 @@ def submit_job(
         platform.queue,
         principal,
         body,
+        settings=platform.settings,
         allow_private_webhooks=platform.settings.webhook_allow_private,
         lease_seconds=platform.settings.job_lease_seconds,
     )

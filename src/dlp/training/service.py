@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from dlp.auth.service import Principal
+from dlp.config import Settings
 from dlp.datasets import service as dataset_service
 from dlp.datasets.models import Dataset
 from dlp.db import run_after_commit, utcnow
@@ -23,6 +24,7 @@ from dlp.events.payloads import status_event
 from dlp.jobs import repository as jobs_repository
 from dlp.jobs.capacity import shortfall
 from dlp.ml.config import FAMILIES_BY_KIND
+from dlp.organizations import quotas
 from dlp.queue import TRAINING_QUEUE, TUNING_QUEUE, JobQueue
 from dlp.training import repository
 from dlp.training.kind import RUN_TRAINING_TASK
@@ -127,13 +129,15 @@ def submit_job(
     principal: Principal,
     request: TrainingJobCreate,
     *,
+    settings: Settings,
     allow_private_webhooks: bool,
     lease_seconds: float,
 ) -> TrainingJob:
     """Validate, store the job as queued, and wake a worker once committed.
 
     A job no live worker has the devices for is refused (while no worker is known,
-    any job is accepted: it waits for one).
+    any job is accepted: it waits for one), and so is one over the organization's
+    concurrent-jobs quota.
     """
     dataset = dataset_service.get_dataset_or_raise(session, principal, request.dataset_id)
     validate_against_dataset(request, dataset)
@@ -151,6 +155,7 @@ def submit_job(
     elif request.webhook_secret is not None:
         raise ValidationError("'webhook_secret' needs a 'webhook_url'")
     name = request.name or default_model_name(dataset, request.target or "classes")
+    quotas.reserve_job_slot(session, settings, principal.organization_id)
     job = repository.add(
         session,
         TrainingJob(

@@ -77,6 +77,14 @@ def count_running_for_dataset(session: Session, dataset_id: uuid.UUID) -> int:
     return session.scalar(statement) or 0
 
 
+def count_running(session: Session, organization_id: uuid.UUID) -> int:
+    """How many of the organization's studies are running."""
+    statement = select(func.count()).where(
+        TuningStudy.organization_id == organization_id, TuningStudy.status == "running"
+    )
+    return session.scalar(statement) or 0
+
+
 def running_study_ids(session: Session) -> list[uuid.UUID]:
     """Every study still running, of every organization."""
     return list(session.scalars(select(TuningStudy.id).where(TuningStudy.status == "running")))

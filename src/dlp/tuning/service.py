@@ -22,6 +22,7 @@ from dlp.datasets import service as dataset_service
 from dlp.db import run_after_commit, session_scope, utcnow
 from dlp.errors import ConflictError, NotFoundError, ValidationError
 from dlp.ml.config import AutoModelConfig, DataKind
+from dlp.organizations import quotas
 from dlp.platform import Platform
 from dlp.queue import TUNING_QUEUE
 from dlp.registry import service as registry_service
@@ -51,7 +52,10 @@ STUDY_CANCELLED = "the study was cancelled"
 def create_study(
     session: Session, platform: Platform, principal: Principal, request: StudyCreate
 ) -> TuningStudy:
-    """Validate the request against its dataset, store the study and queue its first trials."""
+    """Validate the request against its dataset, store the study and queue its first trials.
+
+    A running study takes one slot of the organization's concurrent-jobs quota, whatever
+    its parallelism."""
     dataset = dataset_service.get_dataset_or_raise(session, principal, request.dataset_id)
     validate_against_dataset(
         TrainingJobCreate(
@@ -77,6 +81,7 @@ def create_study(
     if space is None:
         space = default_space(family, n_rows=dataset.n_rows or 0)
     check_space(family, space, model, training_config)
+    quotas.reserve_job_slot(session, platform.settings, principal.organization_id)
     now = utcnow()
     study_id = uuid.uuid4()
     study = repository.add(

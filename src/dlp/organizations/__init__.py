@@ -1,0 +1,1 @@
+"""Shared organizations, invitations to them, and their quotas."""
