@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -65,7 +66,12 @@ def server_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[s
     return env
 
 
-def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+def _wait_until_healthy(
+    url: str,
+    process: subprocess.Popen[bytes],
+    log_path: Path,
+    verify: ssl.SSLContext | bool = True,
+) -> None:
     """Poll ``GET /health`` until it answers 200; raise with the log's tail otherwise."""
     deadline = time.monotonic() + READY_SECONDS
     while time.monotonic() < deadline:
@@ -75,7 +81,7 @@ def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Pa
                 f"{read_log_tail(log_path)}"
             )
         try:
-            if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
+            if httpx.get(f"{url}/health", timeout=2.0, verify=verify).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -117,12 +123,21 @@ def live_server(
     *extra_args: str,
     env: Mapping[str, str] | None = None,
     log_path: Path | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> Iterator[LiveServer]:
-    """Start ``python -m dlp serve`` on a free port, yield it once healthy, then stop it."""
+    """Start ``python -m dlp serve`` on a free port, yield it once healthy, then stop it.
+
+    ``tls`` (a certificate and its key) serves https; the certificate is then the only
+    one the health poll trusts.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = log_path or data_dir.parent / f"{data_dir.name}-serve-{port}.log"
     command = [sys.executable, "-m", "dlp", "serve", "--port", str(port), *extra_args]
+    verify: ssl.SSLContext | bool = True
+    if tls is not None:
+        command += ["--ssl-certfile", str(tls[0]), "--ssl-keyfile", str(tls[1])]
+        verify = ssl.create_default_context(cafile=str(tls[0]))
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             command,
@@ -132,14 +147,14 @@ def live_server(
             start_new_session=True,
         )
     server = LiveServer(
-        url=f"http://127.0.0.1:{port}",
+        url=f"{'https' if tls else 'http'}://127.0.0.1:{port}",
         pid=process.pid,
         log_path=log_path,
         data_dir=data_dir,
         process=process,
     )
     try:
-        _wait_until_healthy(server.url, process, log_path)
+        _wait_until_healthy(server.url, process, log_path, verify)
         yield server
     finally:
         leftovers = stop_server(process)

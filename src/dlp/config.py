@@ -35,6 +35,12 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy or plain PostgreSQL URL; default: SQLite in the data dir.",
     )
+    database_read_url: str | None = Field(
+        default=None,
+        description="A read replica of the database (SQLAlchemy or plain PostgreSQL URL): "
+        "the API's GET and HEAD requests read from it; writes and workers use "
+        "DLP_DATABASE_URL. Unset: everything uses DLP_DATABASE_URL.",
+    )
     broker_url: str | None = Field(
         default=None,
         description="Celery broker URL; default: filesystem:// queue in the data dir.",
@@ -43,7 +49,16 @@ class Settings(BaseSettings):
         default=None, description="Redis for cache, rate limits and live events (optional)."
     )
     storage_url: str | None = Field(
-        default=None, description="File store URL; default: file:// folder in the data dir."
+        default=None,
+        description="File store URL: file:///folder or s3://bucket/prefix; default: file:// "
+        "folder in the data dir.",
+    )
+    s3_sse: Literal["AES256", "aws:kms"] | None = Field(
+        default=None,
+        description="S3 server-side encryption asked for on every write (s3:// stores only).",
+    )
+    s3_sse_kms_key_id: str | None = Field(
+        default=None, description="The KMS key for DLP_S3_SSE=aws:kms; default: the AWS one."
     )
     secret_key: SecretStr | None = Field(
         default=None,
@@ -132,7 +147,39 @@ class Settings(BaseSettings):
         "few young collections and get promoted, which triggers full collections of the "
         "whole heap (torch, ONNX Runtime) several times a second.",
     )
+    housekeeping_interval_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How often housekeeping runs (one API process of the installation at a "
+        "time): spent refresh tokens and invitations, orphaned files, old checkpoints, "
+        "retention.",
+    )
+    housekeeping_grace_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="Housekeeping leaves files younger than this alone (an upload or a "
+        "training run writes its files before its row is saved) and keeps spent refresh "
+        "tokens this long (so a replayed one still revokes its login).",
+    )
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Default retention of an organization: batch prediction outputs and "
+        "finished jobs' checkpoints older than this are deleted (datasets and registered "
+        "models never are); unset: kept forever. The superuser may set one per organization.",
+    )
     worker_concurrency: int = Field(default=1, gt=0)
+    worker_metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port on which `dlp worker` serves its Prometheus /metrics (jobs run, "
+        "running jobs, training speed, its process); unset: none.",
+    )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Interface the worker's metrics endpoint listens on (0.0.0.0: all).",
+    )
     batch_chunk_rows: int = Field(
         default=10_000,
         ge=1,
@@ -213,6 +260,13 @@ class Settings(BaseSettings):
         if self.database_url is None:
             return f"sqlite:///{self.resolved_data_dir / 'dlp.db'}"
         return normalize_database_url(self.database_url)
+
+    @property
+    def sqlalchemy_read_url(self) -> str | None:
+        """The read replica's URL with the driver dlp uses, or None without one."""
+        if self.database_read_url is None:
+            return None
+        return normalize_database_url(self.database_read_url)
 
     @property
     def optuna_url(self) -> str:

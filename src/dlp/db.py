@@ -149,9 +149,31 @@ def schema_engine_options(url: str, schema: str) -> dict[str, Any]:
     return {"connect_args": {"options": f"-csearch_path={schema}"}, "pool_pre_ping": True}
 
 
-def create_session_factory(engine: Engine) -> sessionmaker[Session]:
-    """A session factory whose sessions keep loaded attributes after commit."""
-    return sessionmaker(engine, expire_on_commit=False)
+_PRIMARY_SESSIONS = "dlp_primary_sessions"
+
+
+def create_session_factory(
+    engine: Engine, *, primary: sessionmaker[Session] | None = None
+) -> sessionmaker[Session]:
+    """A session factory whose sessions keep loaded attributes after commit.
+
+    ``primary`` marks ``engine`` as a read replica: the rare write a reading request
+    makes (see :func:`writable`) goes to the sessions of ``primary`` instead.
+    """
+    info = {_PRIMARY_SESSIONS: primary} if primary is not None else None
+    return sessionmaker(engine, expire_on_commit=False, info=info)
+
+
+@contextmanager
+def writable(session: Session) -> Iterator[Session]:
+    """``session`` itself; or, when it reads from a replica, a short transaction of its own
+    on the primary database, committed at the end of the block."""
+    primary: sessionmaker[Session] | None = session.info.get(_PRIMARY_SESSIONS)
+    if primary is None:
+        yield session
+        return
+    with session_scope(primary) as own:
+        yield own
 
 
 AFTER_COMMIT_KEY = "dlp_after_commit"

@@ -47,14 +47,17 @@ async def get_store(platform: PlatformDep) -> FileStore:
 StoreDep = Annotated[FileStore, Depends(get_store)]
 
 
-async def get_session(platform: PlatformDep) -> AsyncIterator[Session]:
+async def get_session(request: Request, platform: PlatformDep) -> AsyncIterator[Session]:
     """A session per request: committed when the endpoint succeeds, else rolled back.
 
     Async so that opening and closing it cost no thread-pool hop (a session connects
     lazily, on its first query, and gives the connection back when its transaction
     ends); only the commit or rollback, which talk to the database, run in the pool.
+    Requests that only read (GET, HEAD) use the read replica when there is one; it may
+    lag the primary, so a client may not see at once what it just wrote.
     """
-    session = platform.sessions()
+    reading = request.method in _READING_METHODS
+    session = (platform.reading_sessions() if reading else platform.sessions)()
     try:
         yield session
         await run_in_threadpool(session.commit)

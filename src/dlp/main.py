@@ -28,6 +28,8 @@ from dlp.faults import is_transient
 from dlp.migrate import is_up_to_date
 from dlp.openapi import allowed_methods, document_errors
 from dlp.ops.body_limits import BodyLimitMiddleware
+from dlp.ops.compression import install_compression
+from dlp.ops.field_selection import FieldSelectionMiddleware, document_field_selection
 from dlp.ops.headers import install_cors, install_security_headers
 from dlp.ops.metrics import ApiMetrics
 from dlp.ops.middleware import RequestContextMiddleware
@@ -45,7 +47,7 @@ from dlp.registry.serving import ServingDirectory, warm_production_versions
 from dlp.training.router import router as training_router
 from dlp.tuning.router import router as tuning_router
 from dlp.web import install_web_ui
-from dlp.workers.housekeeping import reap_periodically
+from dlp.workers.housekeeping import keep_house_periodically, reap_periodically
 from dlp.workers.router import router as admin_router
 
 log = structlog.get_logger(__name__)
@@ -151,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "the database schema is not at the latest migration: run `dlp db upgrade`"
             )
         app.state.platform = platform
+        metrics.watch(platform, settings.resolved_data_dir)
         app.state.model_server = build_model_server(platform.store, settings, metrics)
         app.state.credential_cache = SingleFlightCache(settings.serving_lookup_cache_seconds)
         app.state.rate_limiter = rate_limiter
@@ -161,12 +164,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             warm_production_versions(platform, app.state.model_server), name="dlp-warm"
         )
         reaper = asyncio.create_task(reap_periodically(platform), name="dlp-reaper")
+        housekeeper = asyncio.create_task(
+            keep_house_periodically(platform), name="dlp-housekeeping"
+        )
         thresholds = gc.get_threshold()
         if settings.api_gc_threshold:
             gc.set_threshold(settings.api_gc_threshold, *thresholds[1:])
         yield
         gc.set_threshold(*thresholds)
-        for task in (reaper, warming):
+        for task in (housekeeper, reaper, warming):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -201,7 +207,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_router,
     ):
         app.include_router(router)
-    # Outermost last: headers, request context, CORS, body limits, the prediction lane.
+    # Outermost last: headers, request context, CORS, body limits, the prediction lane,
+    # gzip (predictions never reach it), ?fields= (which reads the answers uncompressed).
+    app.add_middleware(FieldSelectionMiddleware, api=app)
+    install_compression(app)
     app.add_middleware(PredictionLane, api=app)
     app.add_middleware(ApiRateLimitMiddleware, api=app)
     app.add_middleware(BodyLimitMiddleware, api=app, settings=settings)
@@ -210,5 +219,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_security_headers(app)
     document_lane(app)
     document_errors(app)
+    document_field_selection(app)
     install_web_ui(app)
     return app

@@ -12,6 +12,7 @@ from dlp.auth.models import (
 )
 from dlp.batch.models import BatchPrediction
 from dlp.datasets.models import Dataset
+from dlp.housekeeping.models import HousekeepingRun
 from dlp.registry.models import Model, ModelAlias, TrafficSplit
 from dlp.training.models import JobMetric, TrainingJob
 from dlp.tuning.models import TuningStudy
@@ -22,6 +23,7 @@ __all__ = [
     "AuditEvent",
     "BatchPrediction",
     "Dataset",
+    "HousekeepingRun",
     "Invitation",
     "JobMetric",
     "Membership",

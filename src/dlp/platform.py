@@ -20,7 +20,11 @@ from dlp.storage import FileStore, create_file_store
 
 @dataclass
 class Platform:
-    """Settings plus the database, file store, job queue and job-event bus they select."""
+    """Settings plus the database, file store, job queue and job-event bus they select.
+
+    ``read_sessions`` read from the read replica (``DLP_DATABASE_READ_URL``) when there is
+    one, else they are ``sessions``; only the API's reading requests use them.
+    """
 
     settings: Settings
     engine: Engine
@@ -28,22 +32,41 @@ class Platform:
     store: FileStore
     queue: JobQueue
     events: JobEvents
+    read_engine: Engine | None = None
+    read_sessions: sessionmaker[Session] | None = None
+
+    def reading_sessions(self) -> sessionmaker[Session]:
+        """The sessions a request that only reads should use."""
+        return self.read_sessions or self.sessions
 
     def close(self) -> None:
         """Release pooled connections."""
         self.events.close()
         self.engine.dispose()
+        if self.read_engine is not None:
+            self.read_engine.dispose()
 
 
 def build_platform(settings: Settings) -> Platform:
     """Connect every backend named by ``settings``."""
     settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_db_engine(settings.sqlalchemy_url)
+    sessions = create_session_factory(engine)
+    read_url = settings.sqlalchemy_read_url
+    read_engine = create_db_engine(read_url) if read_url else None
     return Platform(
         settings=settings,
         engine=engine,
-        sessions=create_session_factory(engine),
-        store=create_file_store(settings.file_store_url),
+        sessions=sessions,
+        read_engine=read_engine,
+        read_sessions=(
+            create_session_factory(read_engine, primary=sessions) if read_engine else None
+        ),
+        store=create_file_store(
+            settings.file_store_url,
+            s3_sse=settings.s3_sse,
+            s3_sse_kms_key_id=settings.s3_sse_kms_key_id,
+        ),
         queue=JobQueue(create_celery_app(settings)),
         events=create_job_events(settings),
     )

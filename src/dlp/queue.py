@@ -6,10 +6,18 @@ the best waiting job from the database (highest priority, then oldest), so
 priorities hold on every broker, a duplicate hint is harmless, and a lost one
 is replaced by the housekeeping loop, which keeps as many hints on each queue
 as there are jobs waiting for it.
+
+A hint sent when a job is submitted also names that job and the API request that
+submitted it (in the message's headers): a worker whose claim lands on that very job
+tags the job's log lines with the request id. No column holds it, so a job claimed
+through another job's hint, or re-run after a retry, logs without it (its ``job_id``
+still joins the API's ``queue.hint_sent`` line, which carries the request id).
 """
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -30,6 +38,41 @@ ALL_QUEUES = (TRAINING_QUEUE, TUNING_QUEUE, BATCH_QUEUE)
 # A hint that cannot be sent at once is not worth a slow request: the
 # housekeeping loop sends the missing ones when the broker is back.
 PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
+JOB_HEADER = "dlp_job_id"
+REQUEST_HEADER = "dlp_request_id"
+
+
+@dataclass(frozen=True)
+class JobHint:
+    """What a hint says beyond "a job may be waiting": the job it was sent for and the
+    request that submitted it (neither on the hints the housekeeping loop sends)."""
+
+    job_id: uuid.UUID | None = None
+    request_id: str | None = None
+
+    @classmethod
+    def from_task_request(cls, request: Any) -> JobHint:
+        """The hint a Celery task was woken by (custom headers are request attributes)."""
+        job_id = request.get(JOB_HEADER)
+        request_id = request.get(REQUEST_HEADER)
+        try:
+            parsed = uuid.UUID(str(job_id)) if job_id else None
+        except ValueError:
+            parsed = None
+        return cls(parsed, str(request_id) if request_id else None)
+
+    def headers(self) -> dict[str, str]:
+        """The message headers that carry this hint."""
+        headers = {}
+        if self.job_id is not None:
+            headers[JOB_HEADER] = str(self.job_id)
+        if self.request_id is not None:
+            headers[REQUEST_HEADER] = self.request_id
+        return headers
+
+    def request_id_for(self, job_id: uuid.UUID) -> str | None:
+        """The submitting request's id, when the claimed job is the one this hint names."""
+        return self.request_id if self.job_id == job_id else None
 
 
 def create_celery_app(settings: Settings) -> Celery:
@@ -75,26 +118,36 @@ class JobQueue:
     def __init__(self, celery: Celery) -> None:
         self.celery = celery
 
-    def wake_after_commit(self, session: Session, task_name: str, *, queue: str) -> None:
-        """Send one hint to ``queue`` once ``session`` commits.
+    def wake_after_commit(
+        self, session: Session, task_name: str, *, queue: str, job_id: uuid.UUID | None = None
+    ) -> None:
+        """Send one hint to ``queue`` once ``session`` commits, naming ``job_id`` and the
+        request being served (if any).
 
         A broker that refuses is logged, not raised: the job is saved as waiting,
         and the housekeeping loop sends its hint once the broker answers again.
         """
+        hint = JobHint(job_id, structlog.contextvars.get_contextvars().get("request_id"))
 
         def send_committed() -> None:
+            job = None if job_id is None else str(job_id)
             try:
-                self.wake(task_name, queue=queue)
+                self.wake(task_name, queue=queue, hint=hint)
             except Exception as exc:
-                log.warning("queue.hint_not_sent", queue=queue, error=str(exc))
+                log.warning("queue.hint_not_sent", queue=queue, job_id=job, error=str(exc))
+                return
+            log.info("queue.hint_sent", queue=queue, job_id=job)
 
         run_after_commit(session, send_committed)
 
-    def wake(self, task_name: str, *, queue: str, count: int = 1) -> None:
+    def wake(
+        self, task_name: str, *, queue: str, count: int = 1, hint: JobHint | None = None
+    ) -> None:
         """Send ``count`` hints to ``queue`` now."""
+        headers = hint.headers() if hint is not None else None
         with self.celery.producer_or_acquire() as producer:
             for _ in range(count):
-                self.celery.send_task(task_name, queue=queue, producer=producer)
+                self.celery.send_task(task_name, queue=queue, producer=producer, headers=headers)
 
     def depth(self, queue: str) -> int:
         """How many hints wait on ``queue`` (0 for a queue the broker never saw)."""

@@ -9,7 +9,12 @@ from typing import Any
 import structlog
 from billiard.process import current_process  # type: ignore[import-untyped]
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import (
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
 from dlp.batch import tasks as batch_tasks
 from dlp.batch.kind import RUN_BATCH_TASK
@@ -17,6 +22,7 @@ from dlp.config import Settings
 from dlp.db import utcnow
 from dlp.jobs.capacity import Capacity
 from dlp.ml.hardware import gpu_slice, gpus_per_job, probe_hardware
+from dlp.ops.worker_metrics import WorkerMetricsServer, forget_pool_process
 from dlp.queue import create_celery_app
 from dlp.training import tasks as training_tasks
 from dlp.training.kind import RUN_TRAINING_TASK
@@ -94,8 +100,21 @@ def _configure_child(**_kwargs: Any) -> None:
     torch.optim.AdamW([torch.zeros(1, requires_grad=True)])
 
 
-def run_worker(settings: Settings, *, concurrency: int, queues: list[str], loglevel: str) -> None:
-    """Run a Celery worker in this process until it is told to stop."""
+@worker_process_shutdown.connect  # type: ignore[untyped-decorator]
+def _forget_child(**_kwargs: Any) -> None:
+    forget_pool_process(os.getpid())
+
+
+def run_worker(
+    settings: Settings,
+    *,
+    concurrency: int,
+    queues: list[str],
+    loglevel: str,
+    metrics: WorkerMetricsServer | None = None,
+) -> None:
+    """Run a Celery worker in this process until it is told to stop (serving ``metrics``,
+    already bound, once its pool is up)."""
     global _concurrency, _hardware
     _concurrency = concurrency
     _hardware = worker_hardware(concurrency)
@@ -116,6 +135,10 @@ def run_worker(settings: Settings, *, concurrency: int, queues: list[str], logle
     # Started once the pool has forked its children, so they inherit no thread.
     worker_ready.connect(lambda **_: housekeeper.start(), weak=False)
     worker_shutdown.connect(lambda **_: housekeeper.stop(), weak=False)
+    if metrics is not None:
+        worker_ready.connect(lambda **_: metrics.start(), weak=False)
+        worker_shutdown.connect(lambda **_: metrics.stop(), weak=False)
+        log.info("worker.metrics", port=metrics.port, folder=str(metrics.folder))
     app = create_worker_app(settings)
     app.worker_main(
         [

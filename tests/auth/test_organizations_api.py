@@ -42,7 +42,11 @@ def test_created_organization_is_shared_and_switched_to_with_the_header(
     team = created.json()
     assert team["name"] == "Vision" and team["is_personal"] is False and team["role"] == "admin"
     assert team["usage"] == {"storage_bytes": 0, "active_jobs": 0}
-    assert team["quotas"] == {"max_storage_bytes": None, "max_concurrent_jobs": None}
+    assert team["quotas"] == {
+        "max_storage_bytes": None,
+        "max_concurrent_jobs": None,
+        "retention_days": None,
+    }
     assert {"id", "created_at", "joined_at"} <= set(team)
 
     listed = client.get(ORGANIZATIONS, headers=account.headers).json()

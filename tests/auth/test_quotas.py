@@ -74,13 +74,25 @@ def test_only_the_superuser_sets_quotas(
         client, admin, account.organization_id, max_storage_bytes=5000, max_concurrent_jobs=2
     )
     assert changed.status_code == 200, changed.text
-    assert changed.json()["overrides"] == {"max_storage_bytes": 5000, "max_concurrent_jobs": 2}
+    assert changed.json()["overrides"] == {
+        "max_storage_bytes": 5000,
+        "max_concurrent_jobs": 2,
+        "retention_days": None,
+    }
     current = client.get(CURRENT, headers=account.headers).json()
-    assert current["quotas"] == {"max_storage_bytes": 5000, "max_concurrent_jobs": 2}
+    assert current["quotas"] == {
+        "max_storage_bytes": 5000,
+        "max_concurrent_jobs": 2,
+        "retention_days": None,
+    }
     assert current["usage"] == {"storage_bytes": 0, "active_jobs": 0}
 
     partly = _set_quotas(client, admin, account.organization_id, max_storage_bytes=None)
-    assert partly.json()["quotas"] == {"max_storage_bytes": None, "max_concurrent_jobs": 2}
+    assert partly.json()["quotas"] == {
+        "max_storage_bytes": None,
+        "max_concurrent_jobs": 2,
+        "retention_days": None,
+    }
     _error(_set_quotas(client, admin, str(uuid.uuid4()), max_concurrent_jobs=1), 404, "not_found")
     negative = _set_quotas(client, admin, account.organization_id, max_concurrent_jobs=-1)
     _error(negative, 422, "validation_error")
@@ -166,11 +178,19 @@ def test_installation_defaults_apply_to_organizations_without_their_own(
     )
     with TestClient(create_app(limited), raise_server_exceptions=False) as client:
         current = client.get(CURRENT, headers=account.headers).json()
-        assert current["quotas"] == {"max_storage_bytes": 0, "max_concurrent_jobs": 0}
+        assert current["quotas"] == {
+            "max_storage_bytes": 0,
+            "max_concurrent_jobs": 0,
+            "retention_days": None,
+        }
         _error(upload(client, account, SMALL, "a.csv"), 413, "payload_too_large")
         admin = _superuser(deployment, client)
         raised = _set_quotas(client, admin, account.organization_id, max_storage_bytes=10_000)
-        assert raised.json()["quotas"] == {"max_storage_bytes": 10_000, "max_concurrent_jobs": 0}
+        assert raised.json()["quotas"] == {
+            "max_storage_bytes": 10_000,
+            "max_concurrent_jobs": 0,
+            "retention_days": None,
+        }
         dataset = upload_ok(client, account, SMALL, "a.csv")["id"]
         job = submit_job(client, account, **small_job_body(dataset))
         assert "concurrent-jobs quota is 0" in _error(job, 409, "conflict")["message"]

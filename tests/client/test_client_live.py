@@ -263,6 +263,14 @@ def test_organizations_invitations_and_quotas(platform: Platform) -> None:
                 "active_jobs": 0,
             }
     limited = alice.organizations.set_quotas(team.id, max_concurrent_jobs=3)
-    assert limited.quotas == {"max_storage_bytes": None, "max_concurrent_jobs": 3}
+    assert limited.quotas == {
+        "max_storage_bytes": None,
+        "max_concurrent_jobs": 3,
+        "retention_days": None,
+    }
     reset = alice.organizations.set_quotas(team.id, reset=True)
-    assert reset.quotas == {"max_storage_bytes": None, "max_concurrent_jobs": None}
+    assert reset.quotas == {
+        "max_storage_bytes": None,
+        "max_concurrent_jobs": None,
+        "retention_days": None,
+    }

@@ -8,12 +8,14 @@ from dlp.main import create_app
 from tests.conftest import Deployment
 
 
-def test_health_and_ready(client: TestClient) -> None:
+def test_health_and_ready(client: TestClient, deployment: Deployment) -> None:
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready")
     assert ready.status_code == 200, ready.text
+    assert ready.json()["status"] == "ready"
     checks = ready.json()["checks"]
-    assert set(checks) == {"database", "queue", "store"}
+    redis = {"redis"} if deployment.settings.redis_url else set()
+    assert set(checks) == {"database", "queue", "store"} | redis
     assert all(check["ok"] and check["latency_ms"] >= 0 for check in checks.values())
 
 

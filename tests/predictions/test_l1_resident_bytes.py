@@ -15,7 +15,7 @@ from dlp.ml.config import MLPConfig, TrainingConfig
 from dlp.ml.inference import Predictor
 from dlp.ml.onnx_serving import load_serving_predictor
 from dlp.ops.metrics import ApiMetrics
-from dlp.predictions.server import ModelServer, ServingMetrics
+from dlp.predictions.server import ModelServer
 from dlp.registry.models import Model
 
 ROW = {"a": 0.5, "b": -1.0, "c": 2.0}
@@ -59,12 +59,7 @@ def server_loading(
 
     server = ModelServer(
         None,  # type: ignore[arg-type]  # the loader reads no files
-        ServingMetrics(
-            cache=metrics.model_cache,
-            batch_requests=metrics.serving_batch_requests,
-            batch_rows=metrics.serving_batch_rows,
-            queue_wait=metrics.serving_queue_wait,
-        ),
+        metrics.serving(),
         cache_bytes=cache_bytes,
         max_batch_rows=64,
         max_wait_s=0.002,

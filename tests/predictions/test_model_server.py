@@ -15,7 +15,7 @@ from prometheus_client import generate_latest
 from dlp.errors import ValidationError
 from dlp.ml.inference import Prediction
 from dlp.ops.metrics import ApiMetrics
-from dlp.predictions.server import ModelServer, ServingMetrics
+from dlp.predictions.server import ModelServer
 from dlp.registry.models import Model
 
 
@@ -59,12 +59,7 @@ def make_server(
 
     server = ModelServer(
         None,  # type: ignore[arg-type]  # the loader reads no files
-        ServingMetrics(
-            cache=metrics.model_cache,
-            batch_requests=metrics.serving_batch_requests,
-            batch_rows=metrics.serving_batch_rows,
-            queue_wait=metrics.serving_queue_wait,
-        ),
+        metrics.serving(),
         cache_bytes=cache_bytes,
         max_batch_rows=max_batch_rows,
         max_wait_s=max_wait_s,

@@ -6,7 +6,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy import BigInteger, Enum, ForeignKey, Index, String, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dlp.db import Base, CreatedAt, UUIDPrimaryKey
@@ -35,6 +35,8 @@ class Organization(UUIDPrimaryKey, CreatedAt, Base):
     # Quotas set by the installation's superuser; None falls back to the settings' default.
     max_storage_bytes: Mapped[int | None] = mapped_column(BigInteger)
     max_concurrent_jobs: Mapped[int | None]
+    # Days batch outputs and finished jobs' checkpoints are kept; None: the settings' default.
+    retention_days: Mapped[int | None]
 
 
 class User(UUIDPrimaryKey, CreatedAt, Base):
@@ -50,6 +52,11 @@ class User(UUIDPrimaryKey, CreatedAt, Base):
     default_organization_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organizations.id", ondelete="RESTRICT")
     )
+
+
+# Sign-in and sign-up look users up by lower-cased username or email.
+Index("ix_users_lower_username", func.lower(User.username))
+Index("ix_users_lower_email", func.lower(User.email))
 
 
 class Membership(CreatedAt, Base):

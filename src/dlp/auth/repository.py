@@ -9,6 +9,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from dlp.auth.models import ApiKey, Membership, Organization, RefreshToken, Role, User
+from dlp.db import writable
 
 
 def count_users(session: Session) -> int:
@@ -262,10 +263,11 @@ def list_api_keys(
 
 
 def touch_api_key(session: Session, key_id: uuid.UUID, at: datetime) -> None:
-    """Record that a key was just used."""
-    session.execute(
-        update(ApiKey)
-        .where(ApiKey.id == key_id)
-        .values(last_used_at=at)
-        .execution_options(synchronize_session=False)
-    )
+    """Record that a key was just used (on the primary, when ``session`` reads a replica)."""
+    with writable(session) as target:
+        target.execute(
+            update(ApiKey)
+            .where(ApiKey.id == key_id)
+            .values(last_used_at=at)
+            .execution_options(synchronize_session=False)
+        )

@@ -30,6 +30,7 @@ from dlp.jobs.lease import Lease
 from dlp.jobs.runner import JobCancelled, run_next_job
 from dlp.ml.onnx_serving import load_serving_predictor
 from dlp.platform import Platform
+from dlp.queue import JobHint
 from dlp.registry import repository as registry_repository
 from dlp.registry import service as registry_service
 from dlp.registry.models import Model
@@ -47,11 +48,17 @@ class _Spec:
     text_column: str | None
 
 
-def run_next_batch_prediction(platform: Platform, *, worker: str) -> uuid.UUID | None:
+def run_next_batch_prediction(
+    platform: Platform, *, worker: str, hint: JobHint | None = None
+) -> uuid.UUID | None:
     """Claim the best waiting batch prediction and run it to a terminal status (or back
     to the queue after a transient fault). Returns its id; None when none was waiting."""
     return run_next_job(
-        platform, BATCH_PREDICTIONS, worker=worker, work=lambda lease: _run(platform, lease)
+        platform,
+        BATCH_PREDICTIONS,
+        worker=worker,
+        work=lambda lease: _run(platform, lease),
+        hint=hint,
     )
 
 

@@ -111,7 +111,9 @@ def submit(
             rows_total=dataset.n_rows or 0,
         ),
     )
-    queue.wake_after_commit(session, BATCH_PREDICTIONS.task_name, queue=BATCH_PREDICTIONS.queue)
+    queue.wake_after_commit(
+        session, BATCH_PREDICTIONS.task_name, queue=BATCH_PREDICTIONS.queue, job_id=job.id
+    )
     return job
 
 
@@ -185,10 +187,12 @@ class OutputFile:
 def output_or_raise(session: Session, principal: Principal, job_id: uuid.UUID) -> OutputFile:
     """The finished output; 409 while the job has none."""
     job = get_or_raise(session, principal, job_id)
-    if job.status != "succeeded" or job.output_key is None:
+    if job.status != "succeeded":
         raise ConflictError(
             f"the batch prediction is {job.status}; its output exists once it succeeded"
         )
+    if job.output_key is None:  # housekeeping deleted it, and said why
+        raise ConflictError(job.error_message or "the batch prediction's output was deleted")
     return OutputFile(
         key=job.output_key,
         media_type=MEDIA_TYPES[job.output_format],

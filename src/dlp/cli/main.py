@@ -8,7 +8,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
@@ -19,11 +20,16 @@ from dlp.config import Settings, get_settings
 from dlp.ops.logging import configure_logging
 from dlp.queue import ALL_QUEUES
 
+if TYPE_CHECKING:
+    from dlp.ops.worker_metrics import WorkerMetricsServer
+
 app = typer.Typer(
     help="dlp: a self-hosted deep-learning platform.", epilog=EXIT_CODES_HELP, no_args_is_help=True
 )
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+housekeeping_app = typer.Typer(help="Housekeeping commands.", no_args_is_help=True)
+app.add_typer(housekeeping_app, name="housekeeping")
 
 WORKER_STOP_SECONDS = 30
 
@@ -100,12 +106,25 @@ def serve(
         bool, typer.Option("--no-worker", help="Do not start a worker beside the API.")
     ] = False,
     workers: Annotated[int, typer.Option(help="API processes (uvicorn workers).")] = 1,
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option(help="PEM certificate (chain): serve https.", exists=True, dir_okay=False),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None,
+        typer.Option(help="PEM private key of --ssl-certfile.", exists=True, dir_okay=False),
+    ] = None,
 ) -> None:
     """Apply migrations and run the API (with one embedded Celery worker unless --no-worker)."""
     import uvicorn
 
     from dlp.migrate import upgrade_database
 
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise typer.BadParameter(
+            "give both --ssl-certfile and --ssl-keyfile for https, or neither for http",
+            param_hint="--ssl-certfile/--ssl-keyfile",
+        )
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
     settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
@@ -129,6 +148,8 @@ def serve(
             # Only listed proxies may say who the client is: rate limits count its address.
             proxy_headers=bool(proxies),
             forwarded_allow_ips=proxies,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
         )
     finally:
         if worker is not None:
@@ -144,6 +165,15 @@ def worker(
         str, typer.Option(help="Comma-separated queues to consume: training, tuning, batch.")
     ] = ",".join(ALL_QUEUES),
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve Prometheus /metrics on this port (default DLP_WORKER_METRICS_PORT; "
+            "unset: none), on DLP_WORKER_METRICS_HOST.",
+            min=0,
+            max=65535,
+        ),
+    ] = None,
 ) -> None:
     """Run a Celery worker that takes jobs from the queues (all of them by default)."""
     from dlp.worker import run_worker
@@ -162,7 +192,58 @@ def worker(
         concurrency=concurrency or settings.worker_concurrency,
         queues=chosen,
         loglevel=loglevel.upper(),
+        metrics=_bind_worker_metrics(settings, metrics_port),
     )
+
+
+def _bind_worker_metrics(settings: Settings, port: int | None) -> WorkerMetricsServer | None:
+    """The worker's metrics endpoint, bound now so that a busy port stops the worker."""
+    from dlp.ops.worker_metrics import WorkerMetricsServer
+
+    port = settings.worker_metrics_port if port is None else port
+    if port is None:
+        return None
+    host = settings.worker_metrics_host
+    try:
+        return WorkerMetricsServer(settings.resolved_data_dir, host=host, port=port)
+    except OSError as exc:
+        typer.echo(f"dlp: cannot serve worker metrics on {host}:{port}: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command("worker-health")
+def worker_health(
+    name: Annotated[
+        str | None,
+        typer.Option(help="Check this worker (as the admin view names it), not this host's."),
+    ] = None,
+) -> None:
+    """Exit 0 when a worker on this host (or --name) heartbeated within the job lease,
+    else 1, saying why: a container's health probe."""
+    import socket
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dlp.db import create_db_engine, create_session_factory, session_scope, utcnow
+    from dlp.workers.service import worker_health as check_worker_health
+
+    settings = _settings()
+    engine = create_db_engine(settings.sqlalchemy_url)
+    try:
+        with session_scope(create_session_factory(engine)) as session:
+            healthy, reason = check_worker_health(
+                session,
+                now=utcnow(),
+                lease_seconds=settings.job_lease_seconds,
+                hostname=socket.gethostname(),
+                name=name,
+            )
+    except SQLAlchemyError as exc:
+        healthy, reason = False, f"cannot read the workers table ({type(exc).__name__})"
+    finally:
+        engine.dispose()
+    typer.echo(f"{'healthy' if healthy else 'unhealthy'}: {reason}", err=not healthy)
+    raise typer.Exit(0 if healthy else 1)
 
 
 @db_app.command("upgrade")
@@ -175,6 +256,25 @@ def db_upgrade() -> None:
     started = time.perf_counter()
     upgrade_database(settings.sqlalchemy_url)
     typer.echo(f"database at the latest migration ({time.perf_counter() - started:.1f}s)")
+
+
+@housekeeping_app.command("run")
+def housekeeping_run() -> None:
+    """Run one housekeeping pass now (spent tokens, orphaned files, old checkpoints,
+    retention) and print what it did."""
+    from dlp.db import utcnow
+    from dlp.housekeeping.service import run_housekeeping
+    from dlp.platform import build_platform
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    platform = build_platform(settings)
+    try:
+        report = run_housekeeping(platform, utcnow())
+    finally:
+        platform.close()
+    for name, count in report.counts().items():
+        typer.echo(f"{name.replace('_', ' ')}: {count}")
 
 
 register_client_commands(app)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dlp.db import Base, CreatedAt, UUIDPrimaryKey
@@ -15,9 +15,12 @@ class Dataset(UUIDPrimaryKey, CreatedAt, Base):
     """An uploaded file, its parsed profile and where its bytes live."""
 
     __tablename__ = "datasets"
+    __table_args__ = (
+        Index("ix_datasets_organization_id_created_at", "organization_id", "created_at"),
+    )
 
     organization_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+        ForeignKey("organizations.id", ondelete="CASCADE")
     )
     created_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL")

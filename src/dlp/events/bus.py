@@ -87,6 +87,9 @@ class JobEvents(ABC):
     def close(self) -> None:
         """Release connections."""
 
+    def check(self) -> None:  # noqa: B027 - most buses have nothing to check
+        """Raise unless the bus's broker answers (for ``/ready``); none by default."""
+
 
 class DatabaseJobEvents(JobEvents):
     """The embedded shape: no broker links the worker process to the API.
@@ -153,6 +156,10 @@ class RedisJobEvents(JobEvents):
             await _close_quietly(client, pubsub)
             return NoLiveEvents()
         return RedisSubscription(client, pubsub, job_id)
+
+    def check(self) -> None:
+        """Raise unless Redis answers a PING."""
+        self._client.ping()
 
     def close(self) -> None:
         """Close the publishing connection pool."""

@@ -69,6 +69,21 @@ def claim_next(
     return None
 
 
+def get(session: Session, table: type[J], job_id: uuid.UUID) -> J | None:
+    """The job row, whoever holds it; None when missing."""
+    return session.get(table, job_id)
+
+
+def count_by_status(
+    session: Session, table: type[LeasedJob], scope: ColumnElement[bool]
+) -> dict[str, int]:
+    """How many jobs of the table are in each status."""
+    rows = session.execute(
+        select(table.status, func.count()).where(scope).group_by(table.status)
+    ).all()
+    return {status: count for status, count in rows}
+
+
 def count_waiting(
     session: Session, table: type[LeasedJob], scope: ColumnElement[bool], now: datetime
 ) -> int:

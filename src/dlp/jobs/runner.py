@@ -3,7 +3,9 @@ and turn whatever happened into the job's next state.
 
 Each step runs in its own short transaction, so the API sees progress while the job
 runs, and a crash leaves the job in the last state it reached. Every write after the
-claim is conditional on still holding the lease.
+claim is conditional on still holding the lease. Every log line written while the job
+runs carries its ``job_id``, ``org_id``, ``user_id`` (who submitted it) and, when the
+hint that woke the worker names this job, the submitting ``request_id``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import uuid
 from collections.abc import Callable
 
 import structlog
+from sqlalchemy.orm import Session
 
 from dlp.db import session_scope, utcnow
 from dlp.errors import DLPError
@@ -21,7 +24,9 @@ from dlp.jobs import lifecycle, repository
 from dlp.jobs.capacity import Capacity, local_capacity
 from dlp.jobs.kind import J, JobKind
 from dlp.jobs.lease import Lease, LeaseLostError
+from dlp.jobs.metrics import job_metrics
 from dlp.platform import Platform
+from dlp.queue import JobHint
 
 log = structlog.get_logger(__name__)
 MAX_ERROR_LENGTH = 500
@@ -40,9 +45,11 @@ def run_next_job(
     worker: str,
     work: Callable[[Lease[J]], None],
     capacity: Capacity | None = None,
+    hint: JobHint | None = None,
 ) -> uuid.UUID | None:
     """Claim the best waiting job of ``kind`` that fits ``capacity`` (default: this
-    machine's cores, no GPU) and run ``work`` on it.
+    machine's cores, no GPU) and run ``work`` on it; ``hint`` is the message that woke
+    the worker (it may name the submitting request).
 
     ``work`` gives the job its terminal status when it succeeds; a
     ``JobCancelled``, a ``DLPError`` (the user's problem) or a crash ends it
@@ -60,38 +67,71 @@ def run_next_job(
             now=utcnow(),
             eligible=kind.fits(capacity or local_capacity()),
         )
+        context = _log_context(session, kind, job_id, hint) if job_id is not None else {}
     if job_id is None:
         log.info("job.nothing_waiting", kind=kind.label, worker=worker)
         return None
     lease = Lease(
         platform.sessions, kind, job_id, token, interval=platform.settings.job_heartbeat_seconds
     )
-    with lease:
-        _run_claimed(platform, lease, worker, work)
+    metrics = job_metrics()
+    running = metrics.running.labels(kind.queue)
+    running.inc()
+    outcome = "failed"
+    try:
+        with structlog.contextvars.bound_contextvars(**context), lease:
+            outcome = _run_claimed(platform, lease, worker, work)
+    finally:
+        running.dec()
+        metrics.jobs.labels(kind.queue, outcome).inc()
     return job_id
+
+
+def _log_context(
+    session: Session, kind: JobKind[J], job_id: uuid.UUID, hint: JobHint | None
+) -> dict[str, str]:
+    """The fields every log line of the claimed job carries."""
+    context = {"job_id": str(job_id)}
+    job = repository.get(session, kind.table, job_id)
+    if job is not None:
+        context["org_id"] = str(job.organization_id)
+        # Every table of jobs records who submitted them; the shared mixin does not say so.
+        submitter: uuid.UUID | None = getattr(job, "created_by", None)
+        if submitter is not None:
+            context["user_id"] = str(submitter)
+    request_id = hint.request_id_for(job_id) if hint is not None else None
+    if request_id is not None:
+        context["request_id"] = request_id
+    return context
 
 
 def _run_claimed(
     platform: Platform, lease: Lease[J], worker: str, work: Callable[[Lease[J]], None]
-) -> None:
-    logger = log.bind(kind=lease.kind.label, job_id=str(lease.job_id), worker=worker)
+) -> str:
+    """Run ``work`` and settle the job; the attempt's outcome, for the worker's metrics."""
+    logger = log.bind(kind=lease.kind.label, worker=worker)
     try:
         work(lease)
     except LeaseLostError:
         logger.warning("job.abandoned", reason="the job's lease moved to another attempt")
+        return "abandoned"
     except JobCancelled as exc:
         _finish(platform, lease, "cancelled", str(exc) or None)
         logger.info("job.cancelled")
+        return "cancelled"
     except DLPError as exc:
         _finish(platform, lease, "failed", exc.message)
         logger.info("job.failed", error=exc.message)
+        return "failed"
     except Exception as exc:
         if is_transient(exc):
             logger.warning("job.transient_fault", error=_first_line(exc))
             _retry_or_fail(platform, lease, _first_line(exc))
-            return
+            return "retried"
         logger.exception("job.crashed")
         _finish(platform, lease, "failed", f"internal error: {_first_line(exc)}"[:MAX_ERROR_LENGTH])
+        return "failed"
+    return "finished"
 
 
 def _finish(platform: Platform, lease: Lease[J], status: str, error: str | None) -> None:

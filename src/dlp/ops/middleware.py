@@ -10,6 +10,7 @@ import uuid
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dlp.ops.logging import bind_request_state, unbind_request_state
 from dlp.ops.metrics import ApiMetrics
 
 log = structlog.get_logger(__name__)
@@ -28,8 +29,10 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = _request_id(scope)
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        state_token = bind_request_state(state)
         started = time.perf_counter()
         status_code = 500
         response_started = False
@@ -55,6 +58,7 @@ class RequestContextMiddleware:
             await _send_internal_error(send_with_id, request_id)
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
+            unbind_request_state(state_token)
             if scope["type"] == "http":
                 route = scope.get("route")
                 template = getattr(route, "path", None) or "unmatched"

@@ -43,7 +43,8 @@ def _probe(name: str, check: Callable[[], Any]) -> dict[str, Any]:
 
 @router.get("/ready", responses={503: {"description": "A dependency does not answer."}})
 def ready(request: Request, platform: PlatformDep) -> JSONResponse:
-    """200 when the database, the queue and the file store answer; else 503 naming which not."""
+    """200 when the database, the queue, the file store and Redis (when configured)
+    answer, each with its latency; else 503 naming which not."""
 
     def database() -> None:
         with platform.engine.connect() as connection:
@@ -54,6 +55,8 @@ def ready(request: Request, platform: PlatformDep) -> JSONResponse:
         "queue": _probe("queue", platform.queue.check),
         "store": _probe("store", platform.store.check),
     }
+    if platform.settings.redis_url:
+        checks["redis"] = _probe("redis", platform.events.check)
     failing = [name for name, result in checks.items() if not result["ok"]]
     if not failing:
         return JSONResponse({"status": "ready", "checks": checks})

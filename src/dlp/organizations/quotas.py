@@ -37,10 +37,11 @@ from dlp.tuning import repository as tuning_repository
 
 @dataclass(frozen=True)
 class Quotas:
-    """An organization's limits in force; None is unlimited."""
+    """An organization's limits in force; None is unlimited (kept forever, for retention)."""
 
     max_storage_bytes: int | None
     max_concurrent_jobs: int | None
+    retention_days: int | None
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,10 @@ def quotas_of(organization: Organization, settings: Settings) -> Quotas:
     jobs = organization.max_concurrent_jobs
     if jobs is None:
         jobs = settings.org_max_concurrent_jobs
-    return Quotas(max_storage_bytes=storage, max_concurrent_jobs=jobs)
+    retention = organization.retention_days
+    if retention is None:
+        retention = settings.retention_days
+    return Quotas(max_storage_bytes=storage, max_concurrent_jobs=jobs, retention_days=retention)
 
 
 def storage_used(session: Session, organization_id: uuid.UUID) -> int:

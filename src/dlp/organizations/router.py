@@ -114,8 +114,8 @@ def set_quotas(
     platform: PlatformDep,
     principal: SuperuserPrincipal,
 ) -> OrganizationQuotasOut:
-    """Set an organization's own quotas (the installation's superuser only); a field sent
-    as null falls back to the installation's default."""
+    """Set an organization's own quotas and retention (the installation's superuser only);
+    a field sent as null falls back to the installation's default."""
     changes = body.model_dump(include=body.model_fields_set)
     return OrganizationQuotasOut.build(
         *service.set_quotas(session, platform.settings, principal, organization_id, changes)

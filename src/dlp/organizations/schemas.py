@@ -47,6 +47,10 @@ class QuotasOut(BaseModel):
 
     max_storage_bytes: int | None
     max_concurrent_jobs: int | None
+    retention_days: int | None = Field(
+        description="Days batch prediction outputs and finished jobs' checkpoints are kept "
+        "(datasets and registered models are never deleted); null: forever."
+    )
 
     @classmethod
     def build(cls, quotas: Quotas) -> QuotasOut:
@@ -54,6 +58,7 @@ class QuotasOut(BaseModel):
         return cls(
             max_storage_bytes=quotas.max_storage_bytes,
             max_concurrent_jobs=quotas.max_concurrent_jobs,
+            retention_days=quotas.retention_days,
         )
 
 
@@ -102,13 +107,15 @@ class OrganizationDetail(BaseModel):
 
 
 class QuotaUpdate(BaseModel):
-    """An organization's own quotas; a field left out stays, null falls back to the
-    installation's default (``DLP_ORG_MAX_STORAGE_MB``, ``DLP_ORG_MAX_CONCURRENT_JOBS``)."""
+    """An organization's own quotas and retention; a field left out stays, null falls back
+    to the installation's default (``DLP_ORG_MAX_STORAGE_MB``, ``DLP_ORG_MAX_CONCURRENT_JOBS``,
+    ``DLP_RETENTION_DAYS``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     max_storage_bytes: int | None = Field(default=None, ge=0)
     max_concurrent_jobs: int | None = Field(default=None, ge=0, le=1_000_000)
+    retention_days: int | None = Field(default=None, ge=1, le=100_000)
 
 
 class OrganizationQuotasOut(BaseModel):
@@ -135,6 +142,7 @@ class OrganizationQuotasOut(BaseModel):
             overrides=QuotasOut(
                 max_storage_bytes=organization.max_storage_bytes,
                 max_concurrent_jobs=organization.max_concurrent_jobs,
+                retention_days=organization.retention_days,
             ),
             quotas=QuotasOut.build(quotas),
             usage=UsageOut.build(usage),

@@ -103,7 +103,7 @@ def set_quotas(
     holds the fields sent, None restoring the settings' default."""
     principal.require_superuser()
     organization = quotas.lock(session, organization_id)
-    for field in ("max_storage_bytes", "max_concurrent_jobs"):
+    for field in ("max_storage_bytes", "max_concurrent_jobs", "retention_days"):
         if field in changes:
             setattr(organization, field, changes[field])
     session.flush()

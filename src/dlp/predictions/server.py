@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING, Any
 import anyio.to_thread
 import structlog
 from anyio import CapacityLimiter
-from prometheus_client import Counter, Histogram
 
 from dlp.config import Settings
 from dlp.errors import ValidationError
-from dlp.ops.metrics import ApiMetrics
+from dlp.ops.metrics import ApiMetrics, ServingMetrics
 from dlp.predictions.file_cache import FileCache, NullFileCache, create_model_file_cache
 from dlp.predictions.model_cache import LoadedModelCache, PredictorLoader
 from dlp.predictions.schemas import PredictResponse
@@ -42,16 +41,6 @@ INFERENCE_THREADS = 2
 # Batches expected to take less than this run on the event loop, not in a thread.
 INLINE_BUDGET_SECONDS = 0.002
 COST_SMOOTHING = 0.2
-
-
-@dataclass(frozen=True)
-class ServingMetrics:
-    """The prometheus instruments the engine reports to."""
-
-    cache: Counter
-    batch_requests: Histogram
-    batch_rows: Histogram
-    queue_wait: Histogram
 
 
 @dataclass
@@ -126,8 +115,10 @@ class ModelServer:
 
     async def predict(self, model: Model, inputs: list[Any]) -> PredictResponse:
         """Run the model on ``inputs``, batched with other requests to the same model."""
+        started = time.perf_counter()
         predictor = await self.cache.get_or_load(model)
         prediction = await self._submit(model.id, predictor, inputs)
+        self.metrics.latency.observe(time.perf_counter() - started)
         if model.serving_variant == "int8":
             # An explicit opt-in whose answers differ from the trained network's: say so.
             log.info(
@@ -384,12 +375,7 @@ def build_model_server(store: FileStore, settings: Settings, metrics: ApiMetrics
     """The process's model server, sized by ``settings`` and reporting to ``metrics``."""
     return ModelServer(
         store,
-        ServingMetrics(
-            cache=metrics.model_cache,
-            batch_requests=metrics.serving_batch_requests,
-            batch_rows=metrics.serving_batch_rows,
-            queue_wait=metrics.serving_queue_wait,
-        ),
+        metrics.serving(),
         cache_bytes=settings.model_cache_mb * 1024 * 1024,
         max_batch_rows=settings.serving_max_batch_rows,
         max_wait_s=settings.serving_max_wait_ms / 1000,

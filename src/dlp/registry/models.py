@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dlp.db import Base, CreatedAt, JSONType, UUIDPrimaryKey, utcnow
@@ -16,10 +16,13 @@ class Model(UUIDPrimaryKey, CreatedAt, Base):
     """A trained model version: lineage, metrics, schema and its files' digests."""
 
     __tablename__ = "models"
-    __table_args__ = (UniqueConstraint("organization_id", "name", "version"),)
+    __table_args__ = (
+        UniqueConstraint("organization_id", "name", "version"),
+        Index("ix_models_organization_id_created_at", "organization_id", "created_at"),
+    )
 
     organization_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+        ForeignKey("organizations.id", ondelete="CASCADE")
     )
     created_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL")
@@ -30,10 +33,10 @@ class Model(UUIDPrimaryKey, CreatedAt, Base):
     type: Mapped[str] = mapped_column(String(20))
     data_kind: Mapped[str] = mapped_column(String(20), default="tabular")
     dataset_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("datasets.id", ondelete="SET NULL")
+        ForeignKey("datasets.id", ondelete="SET NULL"), index=True
     )
     job_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("training_jobs.id", ondelete="SET NULL")
+        ForeignKey("training_jobs.id", ondelete="SET NULL"), index=True
     )
     config: Mapped[dict[str, Any]]
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -59,7 +62,8 @@ class ModelAlias(Base):
         ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
     )
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
-    alias: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Indexed on its own: start-up warms every organization's ``production`` versions.
+    alias: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
     version: Mapped[int]
     updated_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import BinaryIO
 
 from dlp.errors import ValidationError
@@ -18,6 +20,14 @@ def validate_key(key: str) -> str:
     if not key or any(not _KEY_PART.match(part) or part in {".", ".."} for part in parts):
         raise ValidationError(f"invalid storage key {key!r}")
     return key
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One key of the store and when its bytes were last written."""
+
+    key: str
+    modified_at: datetime
 
 
 class FileWriter(ABC):
@@ -54,6 +64,11 @@ class FileStore(ABC):
     @abstractmethod
     def delete_prefix(self, prefix: str) -> None:
         """Delete every key under ``prefix`` (a folder-like key)."""
+
+    @abstractmethod
+    def iter_keys(self, prefix: str) -> Iterator[StoredFile]:
+        """Every key under ``prefix`` (a folder-like key), in no particular order; writes
+        not yet committed are not keys."""
 
     @abstractmethod
     def exists(self, key: str) -> bool:

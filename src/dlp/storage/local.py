@@ -6,11 +6,12 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from dlp.errors import NotFoundError
-from dlp.storage.base import FileStore, FileWriter, validate_key
+from dlp.storage.base import FileStore, FileWriter, StoredFile, validate_key
 
 
 class LocalFileWriter(FileWriter):
@@ -81,6 +82,23 @@ class LocalFileStore(FileStore):
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
+
+    def iter_keys(self, prefix: str) -> Iterator[StoredFile]:
+        """Every file below the folder ``prefix``, skipping writers' hidden partial files."""
+        top = self._path(prefix)
+        for folder, _subfolders, names in os.walk(top):
+            for name in names:
+                if name.startswith("."):
+                    continue
+                path = Path(folder, name)
+                try:
+                    modified = path.stat().st_mtime
+                except FileNotFoundError:  # deleted while we walked
+                    continue
+                yield StoredFile(
+                    key=path.relative_to(self.root).as_posix(),
+                    modified_at=datetime.fromtimestamp(modified, UTC),
+                )
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` is a file in the store."""

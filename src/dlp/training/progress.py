@@ -17,6 +17,7 @@ from dlp.db import session_scope, utcnow
 from dlp.events.bus import JobEvents
 from dlp.events.payloads import metric_event
 from dlp.jobs.lease import Lease
+from dlp.jobs.metrics import job_metrics
 from dlp.ml.trainer import TrainingCallback
 from dlp.storage import FileStore
 from dlp.training import repository
@@ -38,7 +39,8 @@ def checkpoint_key(organization_id: uuid.UUID, job_id: uuid.UUID, epoch: int) ->
 
 class JobProgress(TrainingCallback):
     """Stores metrics per epoch (and running loss every few seconds), checkpoints each
-    epoch to the file store, and notices cancellation requests and a lost lease."""
+    epoch to the file store, notices cancellation requests and a lost lease, and reports
+    each epoch's training speed to the worker's metrics."""
 
     def __init__(
         self,
@@ -58,6 +60,8 @@ class JobProgress(TrainingCallback):
         self._cancel_requested = False
         self._last_poll = time.monotonic()
         self._last_step_report = 0.0
+        self._batch_size = 0
+        self._epoch_started = time.monotonic()
 
     def _add_metrics(
         self, epoch: int, step: int, metrics: dict[str, float], *, progress: bool = False
@@ -88,8 +92,22 @@ class JobProgress(TrainingCallback):
             epoch, step, {f"running_{name}": value for name, value in metrics.items()}
         )
 
+    def on_train_start(self, total_epochs: int) -> None:
+        """Read the batch size (a tuning trial's is sampled) and start the epoch clock."""
+        with session_scope(self.sessions) as session:
+            training = self.lease.load(session).config.get("training") or {}
+        self._batch_size = int(training.get("batch_size") or 0)
+        self._epoch_started = time.monotonic()
+
     def on_epoch_complete(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
-        """Store the epoch's metrics and the job's progress in one transaction."""
+        """Report the epoch's speed; store its metrics and the job's progress in one
+        transaction."""
+        now = time.monotonic()
+        elapsed, self._epoch_started = now - self._epoch_started, now
+        # ``step`` counts optimizer steps since the first epoch, the same number each epoch.
+        if self._batch_size and epoch > 0 and elapsed > 0:
+            samples = step / epoch * self._batch_size
+            job_metrics().training_samples_per_second.set(samples / elapsed)
         self._add_metrics(epoch, step, metrics, progress=True)
 
     def on_checkpoint(self, checkpoint: bytes, epoch: int) -> None:

@@ -28,6 +28,7 @@ from dlp.ml.images import train_images
 from dlp.ml.text import train_text
 from dlp.ml.trainer import TrainingCancelled
 from dlp.platform import Platform
+from dlp.queue import JobHint
 from dlp.registry import service as registry_service
 from dlp.registry.models import Model
 from dlp.training import repository
@@ -55,7 +56,11 @@ class JobSpec:
 
 
 def run_next_training_job(
-    platform: Platform, *, worker: str, capacity: Capacity | None = None
+    platform: Platform,
+    *,
+    worker: str,
+    capacity: Capacity | None = None,
+    hint: JobHint | None = None,
 ) -> uuid.UUID | None:
     """Claim the best waiting job that fits ``capacity`` (default: this machine's cores,
     no GPU) and train it to a terminal status (or back to the queue after a transient
@@ -66,6 +71,7 @@ def run_next_training_job(
         worker=worker,
         work=lambda lease: _run(platform, lease, worker),
         capacity=capacity,
+        hint=hint,
     )
 
 

@@ -175,7 +175,7 @@ def submit_job(
             webhook_secret=webhook_secret,
         ),
     )
-    queue.wake_after_commit(session, RUN_TRAINING_TASK, queue=TRAINING_QUEUE)
+    queue.wake_after_commit(session, RUN_TRAINING_TASK, queue=TRAINING_QUEUE, job_id=job.id)
     return job
 
 

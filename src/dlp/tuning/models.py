@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, ForeignKey, String, Text
+from sqlalchemy import Float, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dlp.db import Base, CreatedAt, UUIDPrimaryKey
@@ -20,9 +20,12 @@ class TuningStudy(UUIDPrimaryKey, CreatedAt, Base):
     """
 
     __tablename__ = "tuning_studies"
+    __table_args__ = (
+        Index("ix_tuning_studies_organization_id_created_at", "organization_id", "created_at"),
+    )
 
     organization_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+        ForeignKey("organizations.id", ondelete="CASCADE")
     )
     created_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL")

@@ -27,6 +27,7 @@ from dlp.jobs.runner import JobCancelled, run_next_job
 from dlp.ml.artifact import TrainedModel
 from dlp.ml.trainer import TrainingCancelled
 from dlp.platform import Platform
+from dlp.queue import JobHint
 from dlp.registry import service as registry_service
 from dlp.training.models import TrainingJob
 from dlp.training.progress import JobProgress, checkpoint_prefix
@@ -60,7 +61,11 @@ class _Trial:
 
 
 def run_next_trial(
-    platform: Platform, *, worker: str, capacity: Capacity | None = None
+    platform: Platform,
+    *,
+    worker: str,
+    capacity: Capacity | None = None,
+    hint: JobHint | None = None,
 ) -> uuid.UUID | None:
     """Claim the best waiting trial that fits ``capacity`` and run it to an end; then
     move its study along."""
@@ -70,6 +75,7 @@ def run_next_trial(
         worker=worker,
         work=lambda lease: _run(platform, lease, worker),
         capacity=capacity,
+        hint=hint,
     )
     if job_id is not None:
         try:

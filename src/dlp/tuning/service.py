@@ -204,8 +204,10 @@ def advance_study(
         active = sum(job.status in ACTIVE for job in trials)
         room = 0 if out_of_time else min(study.parallelism - active, study.n_trials - len(trials))
         for _ in range(max(room, 0)):
-            training_repository.add(session, _new_trial(study))
-            platform.queue.wake_after_commit(session, RUN_TRIAL_TASK, queue=TUNING_QUEUE)
+            trial = training_repository.add(session, _new_trial(study))
+            platform.queue.wake_after_commit(
+                session, RUN_TRIAL_TASK, queue=TUNING_QUEUE, job_id=trial.id
+            )
         if active == 0 and room <= 0:
             _finish(session, study, trials, now)
             final = importances(study) if importances and study.status == "succeeded" else None

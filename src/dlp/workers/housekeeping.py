@@ -1,10 +1,12 @@
-"""Housekeeping loops: a worker's thread (heartbeat, reaper, lost hints, webhooks) and
-the API's reaper, which keeps jobs honest even while no worker is alive."""
+"""Housekeeping loops: a worker's thread (heartbeat, reaper, lost hints, webhooks), the
+API's reaper, which keeps jobs honest even while no worker is alive, and the API's
+periodic housekeeping pass (``dlp.housekeeping``)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +16,7 @@ import structlog
 
 from dlp.config import Settings
 from dlp.db import utcnow
+from dlp.housekeeping.service import run_if_due
 from dlp.platform import Platform, build_platform
 from dlp.tuning.service import advance_running_studies
 from dlp.webhooks.delivery import deliver_due_webhooks
@@ -26,6 +29,7 @@ from dlp.workers.service import (
 
 log = structlog.get_logger(__name__)
 TICK_SECONDS = 1.0
+CLAIM_EVERY_SECONDS = 60.0
 
 
 class Housekeeper:
@@ -87,3 +91,16 @@ async def reap_periodically(platform: Platform) -> None:
             await asyncio.to_thread(take_back_stale_jobs, platform, utcnow())
         except Exception as exc:
             log.warning("housekeeping.step_failed", step="reap", error=str(exc))
+
+
+async def keep_house_periodically(platform: Platform) -> None:
+    """Try to claim the installation's housekeeping pass every minute (or interval, if
+    shorter) until cancelled, and run it when this process wins the claim."""
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    every = min(platform.settings.housekeeping_interval_seconds, CLAIM_EVERY_SECONDS)
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.to_thread(run_if_due, platform, holder, utcnow())
+        except Exception as exc:
+            log.warning("housekeeping.step_failed", step="housekeeping", error=str(exc))

@@ -134,17 +134,79 @@ def _job_capacity(worker: WorkerRecord) -> Capacity | None:
     return Capacity.from_job_devices(job_devices) if isinstance(job_devices, dict) else None
 
 
+@dataclass(frozen=True)
+class PlatformSnapshot:
+    """What the API's ``/metrics`` reads from the database and the broker at scrape time."""
+
+    jobs: dict[tuple[str, str], int]
+    """Jobs by (queue of their kind, status)."""
+    queue_depths: dict[str, int | None]
+    """Hints waiting on each queue; None where the broker did not answer."""
+    heartbeat_ages: dict[str, float]
+    """Seconds since each worker seen lately last heartbeated."""
+    live_workers: int
+
+
+def platform_snapshot(session: Session, platform: Platform, now: datetime) -> PlatformSnapshot:
+    """Jobs by kind and status, queue depths, and each worker's heartbeat age."""
+    jobs = {
+        (queue, status): count
+        for queue, kind in JOB_KINDS.items()
+        for status, count in jobs_repository.count_by_status(
+            session, kind.table, kind.scope
+        ).items()
+    }
+    seen_after = alive_after(now, platform.settings.job_lease_seconds)
+    workers = repository.list_workers(session)
+    return PlatformSnapshot(
+        jobs=jobs,
+        queue_depths={name: _depth_or_none(platform, name) for name in ALL_QUEUES},
+        heartbeat_ages={w.name: (now - w.last_seen_at).total_seconds() for w in workers},
+        live_workers=sum(w.last_seen_at >= seen_after for w in workers),
+    )
+
+
+def _depth_or_none(platform: Platform, queue: str) -> int | None:
+    try:
+        return platform.queue.depth(queue)
+    except Exception as exc:
+        log.warning("queue.depth_unavailable", queue=queue, error=str(exc))
+        return None
+
+
+def worker_health(
+    session: Session,
+    *,
+    now: datetime,
+    lease_seconds: float,
+    hostname: str,
+    name: str | None = None,
+) -> tuple[bool, str]:
+    """Whether the worker called ``name`` (default: any worker on ``hostname``) has
+    heartbeated within the lease, and a sentence that says which and when."""
+    if name is not None:
+        subject = f"worker {name}"
+        workers = [w for w in repository.list_workers(session) if w.name == name]
+    else:
+        subject = f"any worker on {hostname}"
+        workers = [w for w in repository.list_workers(session) if w.hostname == hostname]
+    if not workers:
+        return False, f"no heartbeat recorded for {subject}"
+    newest = workers[0]  # most recently seen first
+    age = (now - newest.last_seen_at).total_seconds()
+    if newest.last_seen_at >= alive_after(now, lease_seconds):
+        return True, f"{newest.name} heartbeated {age:.1f}s ago"
+    return False, (
+        f"{subject}: last heartbeat {age:.1f}s ago, from {newest.name} (lease {lease_seconds:g}s)"
+    )
+
+
 def queues_overview(session: Session, platform: Platform, now: datetime) -> QueuesOverview:
     """Queue depths, workers with their last heartbeat, and the jobs running now."""
     seen_after = alive_after(now, platform.settings.job_lease_seconds)
     queues = []
     for name in ALL_QUEUES:
-        depth: int | None
-        try:
-            depth = platform.queue.depth(name)
-        except Exception as exc:
-            log.warning("queue.depth_unavailable", queue=name, error=str(exc))
-            depth = None
+        depth = _depth_or_none(platform, name)
         kind = JOB_KINDS.get(name)
         waiting = jobs_repository.count_waiting(session, kind.table, kind.scope, now) if kind else 0
         queues.append(QueueOut(name=name, depth=depth, waiting_jobs=waiting))

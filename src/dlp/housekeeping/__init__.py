@@ -1,0 +1,1 @@
+"""Housekeeping: spent credentials, orphaned files, old checkpoints and retention."""
