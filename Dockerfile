@@ -26,9 +26,10 @@ RUN python3 -m venv /opt/dlp \
     && /opt/dlp/bin/pip install --index-url "${index}" torch==2.13.0
 COPY pyproject.toml README.md ./
 COPY src ./src
-# The README's install (`python3 -m venv .venv && .venv/bin/pip install -e .`), not editable:
+# The README's install (`python3 -m venv .venv && .venv/bin/pip install -e .`) with the otel
+# extra, so DLP_OTEL_ENDPOINT works in the image; not editable:
 # the runtime stage keeps the installed package, not this source tree.
-RUN /opt/dlp/bin/pip install .
+RUN /opt/dlp/bin/pip install ".[otel]"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VARIANT=cpu

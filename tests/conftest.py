@@ -26,6 +26,7 @@ from dlp.config import Settings
 from dlp.main import create_app
 from dlp.migrate import upgrade_database
 from tests.live import start_worker, stop_process
+from tests.s3 import s3_endpoint  # noqa: F401 (the moto server fixture, for every package)
 
 POSTGRES_URL = os.environ.get("DLP_TEST_POSTGRES_URL", "")
 REDIS_URL = os.environ.get("DLP_TEST_REDIS_URL", "")

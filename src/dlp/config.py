@@ -7,22 +7,22 @@ Celery's ``filesystem://`` transport) and scale-out (PostgreSQL, Redis, S3).
 from __future__ import annotations
 
 import os
-import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from sqlalchemy import make_url
+
+from dlp.security_settings import SecuritySettings
 
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
 MIN_SECRET_KEY_LENGTH = 32
-_ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
-class Settings(BaseSettings):
+class Settings(SecuritySettings):
     """Runtime configuration read from ``DLP_*`` environment variables."""
 
     model_config = SettingsConfigDict(env_prefix="DLP_", extra="ignore")
@@ -76,22 +76,6 @@ class Settings(BaseSettings):
     )
     max_image_pixels: int = Field(
         default=40_000_000, gt=0, description="Largest width x height of one uploaded image."
-    )
-    max_json_body_mb: int = Field(
-        default=10, gt=0, description="Largest JSON (or form) request body, uploads aside."
-    )
-    max_predict_body_mb: int = Field(
-        default=64,
-        gt=0,
-        description="Largest body of a prediction request (base64 images need more room).",
-    )
-    max_json_depth: int = Field(
-        default=64, ge=2, le=1000, description="Deepest nesting of arrays and objects in JSON."
-    )
-    cors_origins: str = Field(
-        default="",
-        description="Comma-separated origins (scheme://host[:port]) whose browser pages may "
-        "call the API; empty: no cross-origin access.",
     )
     access_token_minutes: int = Field(default=15, gt=0)
     refresh_token_days: int = Field(default=30, gt=0)
@@ -207,47 +191,26 @@ class Settings(BaseSettings):
     )
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     webhook_max_attempts: int = Field(default=5, gt=0)
-    rate_limit_api: str = Field(
-        default="1200/minute",
-        description="Requests each caller (a user, or an API key) may make to the API, "
-        "predictions aside, in limits' notation ('1200/minute', '50 per 10 seconds'); "
-        "empty: no limit. Over it: 429 with Retry-After.",
-    )
-    rate_limit_api_per_ip: str = Field(
-        default="6000/minute",
-        description="Requests to the API, predictions aside, from one client IP (every "
-        "caller behind it, and unauthenticated requests); empty: no limit.",
-    )
-    rate_limit_predictions: str = Field(
-        default="60000/minute",
-        description="Prediction requests (/predict, /invocations, /v2) each caller may make; "
-        "empty: no limit.",
-    )
-    rate_limit_predictions_per_ip: str = Field(
-        default="120000/minute",
-        description="Prediction requests from one client IP; empty: no limit.",
-    )
-    login_failures_per_account: str = Field(
-        default="5/15 minutes",
-        description="Failed sign-ins to one account (by login name) after which its sign-ins "
-        "are refused with 429, even with the right password, until the window moves on.",
-    )
-    login_failures_per_ip: str = Field(
-        default="50/15 minutes",
-        description="Failed sign-ins from one client IP, whatever the account, after which "
-        "its sign-ins are refused with 429; a success does not reset it.",
-    )
-    registrations_per_ip: str = Field(
-        default="20/hour", description="Account registrations from one client IP."
-    )
-    trusted_proxies: str = Field(
-        default="127.0.0.1,::1",
-        description="Comma-separated addresses or networks of reverse proxies whose "
-        "X-Forwarded-For `dlp serve` believes (the client IP that rate limits count); "
-        "empty: believe none.",
-    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
+    otel_endpoint: str | None = Field(
+        default=None,
+        description="OpenTelemetry collector (OTLP over HTTP, e.g. http://collector:4318) "
+        "that receives traces of HTTP requests, database statements, queue hints, jobs and "
+        "training epochs; needs `pip install 'dlp[otel]'`. Unset: no tracing, at no cost.",
+    )
+    otel_service_name: str | None = Field(
+        default=None,
+        description="The service name spans are exported under; default: dlp-api for the "
+        "API, dlp-worker for workers.",
+    )
+    otel_sample_ratio: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Share of traces recorded (by trace id, so an API request and the job "
+        "it submitted are kept or dropped together).",
+    )
 
     @property
     def resolved_data_dir(self) -> Path:
@@ -301,21 +264,6 @@ class Settings(BaseSettings):
                 "DLP_JOB_LEASE_SECONDS must be at least twice DLP_JOB_HEARTBEAT_SECONDS, "
                 "or live jobs would be taken from their workers"
             )
-        return self
-
-    @property
-    def cors_origin_list(self) -> list[str]:
-        """The allowed cross-origin callers, from ``DLP_CORS_ORIGINS``."""
-        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
-
-    @model_validator(mode="after")
-    def _cors_origins_are_origins(self) -> Settings:
-        for origin in self.cors_origin_list:
-            if not _ORIGIN.fullmatch(origin):
-                raise ValueError(
-                    f"DLP_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com "
-                    "(no wildcard, path or trailing slash)"
-                )
         return self
 
     @property

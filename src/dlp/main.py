@@ -34,6 +34,7 @@ from dlp.ops.headers import install_cors, install_security_headers
 from dlp.ops.metrics import ApiMetrics
 from dlp.ops.middleware import RequestContextMiddleware
 from dlp.ops.router import router as ops_router
+from dlp.ops.tracing import setup_tracing
 from dlp.organizations.router import router as organizations_router
 from dlp.platform import build_platform
 from dlp.predictions.lane import PredictionLane, document_lane
@@ -66,6 +67,7 @@ _HTTP_CODES = {
 
 
 V2_PREFIX = "/v2/"
+TRACING_SERVICE = "dlp-api"
 
 
 def error_response(request: Request, status_code: int, code: str, message: str) -> JSONResponse:
@@ -142,11 +144,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API for ``settings`` (default: from the environment)."""
     settings = settings or get_settings()
     metrics = ApiMetrics()
+    tracing = setup_tracing(settings, TRACING_SERVICE)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rate_limiter = build_rate_limiter(settings)  # first: it refuses malformed budgets
-        platform = build_platform(settings)
+        platform = build_platform(settings, tracing)
         if not is_up_to_date(platform.engine):
             platform.close()
             raise RuntimeError(
@@ -178,14 +181,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await task
         await rate_limiter.close()
         platform.close()
+        tracing.shutdown()
 
     app = FastAPI(
         title="dlp",
         version=dlp.__version__,
         summary="Self-hosted deep-learning platform: datasets, training jobs, models, predictions.",
         lifespan=lifespan,
+        telemetry=tracing.fastapi_telemetry(),
     )
     app.state.metrics = metrics
+    app.state.tracing = tracing
     install_error_handlers(app)
     # Routes are matched in this order: the protocols' prediction paths come first (the
     # prediction lane answers /predict before routing).

@@ -11,13 +11,15 @@ A hint sent when a job is submitted also names that job and the API request that
 submitted it (in the message's headers): a worker whose claim lands on that very job
 tags the job's log lines with the request id. No column holds it, so a job claimed
 through another job's hint, or re-run after a retry, logs without it (its ``job_id``
-still joins the API's ``queue.hint_sent`` line, which carries the request id).
+still joins the API's ``queue.hint_sent`` line, which carries the request id). When
+tracing is on, the headers also carry the W3C trace context of the span that sent the
+hint, so the worker's spans continue the submitting request's trace.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -27,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from dlp.config import Settings
 from dlp.db import run_after_commit
+from dlp.ops.tracing import NO_TRACING, Tracing
 
 log = structlog.get_logger(__name__)
 
@@ -40,15 +43,19 @@ ALL_QUEUES = (TRAINING_QUEUE, TUNING_QUEUE, BATCH_QUEUE)
 PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
 JOB_HEADER = "dlp_job_id"
 REQUEST_HEADER = "dlp_request_id"
+# W3C Trace Context: https://www.w3.org/TR/trace-context/
+TRACE_HEADERS = ("traceparent", "tracestate")
 
 
 @dataclass(frozen=True)
 class JobHint:
     """What a hint says beyond "a job may be waiting": the job it was sent for and the
-    request that submitted it (neither on the hints the housekeeping loop sends)."""
+    request that submitted it (neither on the hints the housekeeping loop sends), and the
+    trace context of the span that sent it (empty without tracing)."""
 
     job_id: uuid.UUID | None = None
     request_id: str | None = None
+    trace_headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_task_request(cls, request: Any) -> JobHint:
@@ -59,7 +66,10 @@ class JobHint:
             parsed = uuid.UUID(str(job_id)) if job_id else None
         except ValueError:
             parsed = None
-        return cls(parsed, str(request_id) if request_id else None)
+        trace_headers = {
+            name: str(request.get(name)) for name in TRACE_HEADERS if request.get(name)
+        }
+        return cls(parsed, str(request_id) if request_id else None, trace_headers)
 
     def headers(self) -> dict[str, str]:
         """The message headers that carry this hint."""
@@ -72,7 +82,11 @@ class JobHint:
 
     def request_id_for(self, job_id: uuid.UUID) -> str | None:
         """The submitting request's id, when the claimed job is the one this hint names."""
-        return self.request_id if self.job_id == job_id else None
+        return self.request_id if self.names(job_id) else None
+
+    def names(self, job_id: uuid.UUID) -> bool:
+        """Whether this hint was sent for ``job_id``."""
+        return self.job_id == job_id
 
 
 def create_celery_app(settings: Settings) -> Celery:
@@ -115,8 +129,9 @@ def create_celery_app(settings: Settings) -> Celery:
 class JobQueue:
     """Sends hints by task name; the API never imports the task code."""
 
-    def __init__(self, celery: Celery) -> None:
+    def __init__(self, celery: Celery, tracing: Tracing = NO_TRACING) -> None:
         self.celery = celery
+        self.tracing = tracing
 
     def wake_after_commit(
         self, session: Session, task_name: str, *, queue: str, job_id: uuid.UUID | None = None
@@ -144,10 +159,15 @@ class JobQueue:
         self, task_name: str, *, queue: str, count: int = 1, hint: JobHint | None = None
     ) -> None:
         """Send ``count`` hints to ``queue`` now."""
-        headers = hint.headers() if hint is not None else None
-        with self.celery.producer_or_acquire() as producer:
+        headers = hint.headers() if hint is not None else {}
+        with (
+            self.tracing.sending_hint(task_name, queue, headers),
+            self.celery.producer_or_acquire() as producer,
+        ):
             for _ in range(count):
-                self.celery.send_task(task_name, queue=queue, producer=producer, headers=headers)
+                self.celery.send_task(
+                    task_name, queue=queue, producer=producer, headers=headers or None
+                )
 
     def depth(self, queue: str) -> int:
         """How many hints wait on ``queue`` (0 for a queue the broker never saw)."""

@@ -18,22 +18,24 @@ from celery.signals import (
 
 from dlp.batch import tasks as batch_tasks
 from dlp.batch.kind import RUN_BATCH_TASK
-from dlp.config import Settings
+from dlp.config import Settings, get_settings
 from dlp.db import utcnow
 from dlp.jobs.capacity import Capacity
 from dlp.ml.hardware import gpu_slice, gpus_per_job, probe_hardware
+from dlp.ops.tracing import require_tracing_extra, setup_tracing
 from dlp.ops.worker_metrics import WorkerMetricsServer, forget_pool_process
 from dlp.queue import create_celery_app
 from dlp.training import tasks as training_tasks
 from dlp.training.kind import RUN_TRAINING_TASK
 from dlp.tuning import tasks as tuning_tasks
 from dlp.tuning.kind import RUN_TRIAL_TASK
-from dlp.worker_state import set_job_capacity
+from dlp.worker_state import set_job_capacity, set_worker_tracing, worker_tracing
 from dlp.workers.housekeeping import Housekeeper
 from dlp.workers.service import WorkerIdentity
 
 log = structlog.get_logger(__name__)
 HARDWARE_PROBE_SECONDS = 120
+TRACING_SERVICE = "dlp-worker"
 
 
 def create_worker_app(settings: Settings) -> Celery:
@@ -92,6 +94,9 @@ def _pin_devices(process_index: int) -> None:
 @worker_process_init.connect  # type: ignore[untyped-decorator]
 def _configure_child(**_kwargs: Any) -> None:
     _pin_devices(int(getattr(current_process(), "index", 0)))
+    # Each pool child exports its own spans; the parent runs no task, so it starts no
+    # export thread before it forks.
+    set_worker_tracing(setup_tracing(get_settings(), TRACING_SERVICE))
     import torch
 
     torch.set_num_threads(torch_threads_per_process(_concurrency))
@@ -103,6 +108,7 @@ def _configure_child(**_kwargs: Any) -> None:
 @worker_process_shutdown.connect  # type: ignore[untyped-decorator]
 def _forget_child(**_kwargs: Any) -> None:
     forget_pool_process(os.getpid())
+    worker_tracing().shutdown()
 
 
 def run_worker(
@@ -116,6 +122,7 @@ def run_worker(
     """Run a Celery worker in this process until it is told to stop (serving ``metrics``,
     already bound, once its pool is up)."""
     global _concurrency, _hardware
+    require_tracing_extra(settings)
     _concurrency = concurrency
     _hardware = worker_hardware(concurrency)
     log.info("worker.hardware", **_hardware)

@@ -1,5 +1,5 @@
 """What a worker process keeps for its tasks: its platform, built once from the
-environment, and the devices one job may use here."""
+environment, its tracing, and the devices one job may use here."""
 
 from __future__ import annotations
 
@@ -7,16 +7,31 @@ from functools import lru_cache
 
 from dlp.config import get_settings
 from dlp.jobs.capacity import Capacity, local_capacity
+from dlp.ops.tracing import NO_TRACING, Tracing
 from dlp.platform import Platform, build_platform
 
 # Set by the worker in each pool child, once its GPUs are pinned; None elsewhere.
 _job_capacity: Capacity | None = None
+# Set by the worker in each pool child, before its first task builds the platform.
+_tracing: Tracing = NO_TRACING
 
 
 @lru_cache(maxsize=1)
 def worker_platform() -> Platform:
-    """This worker process's platform (database engine, store, queue)."""
-    return build_platform(get_settings())
+    """This worker process's platform (database engine, store, queue), traced by its
+    tracing."""
+    return build_platform(get_settings(), _tracing)
+
+
+def set_worker_tracing(tracing: Tracing) -> None:
+    """Record the tracing of this process (the worker's pool child)."""
+    global _tracing
+    _tracing = tracing
+
+
+def worker_tracing() -> Tracing:
+    """This process's tracing: what the worker set, else none."""
+    return _tracing
 
 
 def set_job_capacity(capacity: Capacity) -> None:

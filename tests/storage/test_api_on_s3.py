@@ -35,7 +35,7 @@ from tests.factories import (
 )
 from tests.images import digit_pixels, encode_image, zip_bytes
 from tests.live import start_worker, stop_process
-from tests.storage.conftest import AWS_TEST_ENV, new_bucket, s3_client
+from tests.s3 import AWS_TEST_ENV, new_bucket, s3_client
 
 # A Redis database of its own: the session's worker listens on the test Redis's database
 # and fresh installations use 14, so neither takes this module's messages.

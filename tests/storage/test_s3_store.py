@@ -20,7 +20,7 @@ from dlp.errors import NotFoundError, ServiceUnavailableError, ValidationError
 from dlp.storage import FileStore, create_file_store
 from dlp.storage.local import LocalFileStore
 from dlp.storage.s3 import MIN_PART_SIZE, S3Store
-from tests.storage.conftest import s3_client
+from tests.s3 import s3_client
 
 MiB = 2**20
 

@@ -30,6 +30,10 @@ db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 housekeeping_app = typer.Typer(help="Housekeeping commands.", no_args_is_help=True)
 app.add_typer(housekeeping_app, name="housekeeping")
+storage_app = typer.Typer(help="File store commands.", no_args_is_help=True)
+app.add_typer(storage_app, name="storage")
+keys_app = typer.Typer(help="Encryption key commands.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 WORKER_STOP_SECONDS = 30
 
@@ -275,6 +279,53 @@ def housekeeping_run() -> None:
         platform.close()
     for name, count in report.counts().items():
         typer.echo(f"{name.replace('_', ' ')}: {count}")
+
+
+@keys_app.command("generate")
+def keys_generate() -> None:
+    """Print a new random key for DLP_ENCRYPTION_KEY."""
+    from dlp.storage.keyring import generate_key
+
+    typer.echo(generate_key())
+
+
+@storage_app.command("reencrypt")
+def storage_reencrypt(
+    prefix: Annotated[str, typer.Option(help="Only the files under this folder.")] = "orgs",
+) -> None:
+    """Rewrite every stored file not yet sealed with DLP_ENCRYPTION_KEY (files under
+    DLP_ENCRYPTION_OLD_KEYS and plaintext ones) under it; files already on it are skipped,
+    so an interrupted run is simply run again."""
+    from dlp.platform import build_platform
+    from dlp.storage.encrypted import EncryptedStore
+    from dlp.storage.rotation import CURRENT, reencrypt_files
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    platform = build_platform(settings)
+    try:
+        if not isinstance(platform.store, EncryptedStore):
+            typer.echo("dlp: DLP_ENCRYPTION_KEY is not set; nothing to encrypt with", err=True)
+            raise typer.Exit(2)
+        seen = 0
+
+        def progress(key: str, outcome: str) -> None:
+            nonlocal seen
+            seen += 1
+            if outcome != CURRENT:
+                typer.echo(f"{key}: {outcome}")
+            if seen % 100 == 0:
+                typer.echo(f"{seen} files checked")
+
+        report = reencrypt_files(platform.store, prefix, progress)
+    finally:
+        platform.close()
+    for outcome, count in report.counts().items():
+        typer.echo(f"{outcome}: {count}")
+    for key, reason in report.failures.items():
+        typer.echo(f"dlp: {key}: {reason}", err=True)
+    if report.failures:
+        raise typer.Exit(1)
 
 
 register_client_commands(app)

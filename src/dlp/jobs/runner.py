@@ -54,8 +54,22 @@ def run_next_job(
     ``work`` gives the job its terminal status when it succeeds; a
     ``JobCancelled``, a ``DLPError`` (the user's problem) or a crash ends it
     here, and a transient fault re-queues it with backoff.
-    Returns the job's id; None when none was waiting.
+    Returns the job's id; None when none was waiting. Traced as the hint's handling
+    (see ``dlp.ops.tracing``).
     """
+    trace_headers = hint.trace_headers if hint is not None else {}
+    with platform.tracing.taking_hint(kind.queue, trace_headers):
+        return _claim_and_run(platform, kind, worker, work, capacity, hint)
+
+
+def _claim_and_run(
+    platform: Platform,
+    kind: JobKind[J],
+    worker: str,
+    work: Callable[[Lease[J]], None],
+    capacity: Capacity | None,
+    hint: JobHint | None,
+) -> uuid.UUID | None:
     token = uuid.uuid4()
     with session_scope(platform.sessions) as session:
         job_id = repository.claim_next(
@@ -78,8 +92,13 @@ def run_next_job(
     running = metrics.running.labels(kind.queue)
     running.inc()
     outcome = "failed"
+    sent_for_it = hint is not None and hint.names(job_id)
     try:
-        with structlog.contextvars.bound_contextvars(**context), lease:
+        with (
+            platform.tracing.running_job(kind.queue, job_id, sent_for_it=sent_for_it),
+            structlog.contextvars.bound_contextvars(**context),
+            lease,
+        ):
             outcome = _run_claimed(platform, lease, worker, work)
     finally:
         running.dec()

@@ -5,7 +5,8 @@ Online prediction is the hottest path and its answer is a few hundred bytes: on 
 cores, FastAPI's routing through every included router, dependency solving and
 response validation cost as much as the model itself. The lane is a pure ASGI
 middleware inside the request-context middleware (request id, latency metrics, crash
-handling), doing only what these two routes need with the same building blocks the
+handling) and inside FastAPI's tracing (it names the request's span after its route
+itself), doing only what these two routes need with the same building blocks the
 API uses elsewhere: the serving credential cache, the serving directory, one
 pydantic-core pass over the body and one serialisation of the answer (no database
 connection is held while the prediction is awaited: one held per request exhausted
@@ -69,7 +70,9 @@ class PredictionLane:
         if by_id is None and by_name is None:
             await self.app(scope, receive, send)
             return
-        scope["route"] = _MODEL_ROUTE if by_id else _NAME_ROUTE
+        route = _MODEL_ROUTE if by_id else _NAME_ROUTE
+        scope["route"] = route
+        self.api.state.tracing.route_selected(scope["method"], route.path)
         request = Request(scope, receive)
         try:
             if scope["method"] != "POST":

@@ -19,6 +19,7 @@ from dlp.events.payloads import metric_event
 from dlp.jobs.lease import Lease
 from dlp.jobs.metrics import job_metrics
 from dlp.ml.trainer import TrainingCallback
+from dlp.ops.tracing import NO_TRACING, Tracing
 from dlp.storage import FileStore
 from dlp.training import repository
 from dlp.training.models import JobMetric, TrainingJob
@@ -40,7 +41,7 @@ def checkpoint_key(organization_id: uuid.UUID, job_id: uuid.UUID, epoch: int) ->
 class JobProgress(TrainingCallback):
     """Stores metrics per epoch (and running loss every few seconds), checkpoints each
     epoch to the file store, notices cancellation requests and a lost lease, and reports
-    each epoch's training speed to the worker's metrics."""
+    each epoch's training speed to the worker's metrics and each epoch to ``tracing``."""
 
     def __init__(
         self,
@@ -50,6 +51,7 @@ class JobProgress(TrainingCallback):
         *,
         lease: Lease[TrainingJob],
         organization_id: uuid.UUID,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self.sessions = sessions
         self.store = store
@@ -57,11 +59,13 @@ class JobProgress(TrainingCallback):
         self.lease = lease
         self.job_id = lease.job_id
         self.organization_id = organization_id
+        self.tracing = tracing
         self._cancel_requested = False
         self._last_poll = time.monotonic()
         self._last_step_report = 0.0
         self._batch_size = 0
         self._epoch_started = time.monotonic()
+        self._epoch_started_ns = time.time_ns()
 
     def _add_metrics(
         self, epoch: int, step: int, metrics: dict[str, float], *, progress: bool = False
@@ -98,16 +102,24 @@ class JobProgress(TrainingCallback):
             training = self.lease.load(session).config.get("training") or {}
         self._batch_size = int(training.get("batch_size") or 0)
         self._epoch_started = time.monotonic()
+        self._epoch_started_ns = time.time_ns()
 
     def on_epoch_complete(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
-        """Report the epoch's speed; store its metrics and the job's progress in one
-        transaction."""
+        """Report the epoch's speed and trace it; store its metrics and the job's progress
+        in one transaction."""
         now = time.monotonic()
         elapsed, self._epoch_started = now - self._epoch_started, now
+        started_ns, self._epoch_started_ns = self._epoch_started_ns, time.time_ns()
         # ``step`` counts optimizer steps since the first epoch, the same number each epoch.
-        if self._batch_size and epoch > 0 and elapsed > 0:
-            samples = step / epoch * self._batch_size
+        samples = step / epoch * self._batch_size if self._batch_size and epoch > 0 else None
+        if samples is not None and elapsed > 0:
             job_metrics().training_samples_per_second.set(samples / elapsed)
+        self.tracing.record_epoch(
+            job_id=self.job_id,
+            epoch=epoch,
+            samples=None if samples is None else round(samples),
+            started_ns=started_ns,
+        )
         self._add_metrics(epoch, step, metrics, progress=True)
 
     def on_checkpoint(self, checkpoint: bytes, epoch: int) -> None:

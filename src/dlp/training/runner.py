@@ -128,6 +128,7 @@ def job_progress(platform: Platform, spec: JobSpec, lease: Lease[TrainingJob]) -
         platform.events,
         lease=lease,
         organization_id=spec.organization_id,
+        tracing=platform.tracing,
     )
 
 

@@ -120,6 +120,7 @@ class TrialProgress(JobProgress):
             platform.events,
             lease=lease,
             organization_id=trial.organization_id,
+            tracing=platform.tracing,
         )
         self.trial = trial
         self.metric = str(trial.config["metric"])
