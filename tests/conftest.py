@@ -1,4 +1,5 @@
-"""Test fixtures: each API test runs twice, on the embedded shape and on PostgreSQL + Redis.
+"""Test fixtures: each API test runs three times: on the embedded shape, on PostgreSQL +
+Redis, and on PostgreSQL + Redis + S3 (a local S3 server).
 
 Each shape gets its own data directory, database and a real Celery worker process
 (``python -m dlp worker``), exactly as ``dlp serve`` / ``dlp worker`` run them.
@@ -26,7 +27,7 @@ from dlp.config import Settings
 from dlp.main import create_app
 from dlp.migrate import upgrade_database
 from tests.live import start_worker, stop_process
-from tests.s3 import s3_endpoint  # noqa: F401 (the moto server fixture, for every package)
+from tests.s3 import new_bucket, s3_endpoint  # noqa: F401 (s3_endpoint: for every package)
 
 POSTGRES_URL = os.environ.get("DLP_TEST_POSTGRES_URL", "")
 REDIS_URL = os.environ.get("DLP_TEST_REDIS_URL", "")
@@ -96,7 +97,10 @@ class Deployment:
 
     @property
     def store_root(self) -> Path:
-        """The local file store's folder."""
+        """The local file store's folder; a test that reads or alters stored files there
+        is skipped on the "s3" shape, whose files are in a bucket (it runs on the others)."""
+        if self.settings.storage_url:
+            pytest.skip("reads the local file store; this shape keeps its files in S3")
         return self.settings.resolved_data_dir / "files"
 
 
@@ -192,13 +196,18 @@ def installation(
             _drop_postgres_database(database_name)
 
 
-@pytest.fixture(scope="session", params=["embedded", "scaleout"])
+@pytest.fixture(scope="session", params=["embedded", "scaleout", "s3"])
 def deployment(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
-    """A migrated database, a file store and a live worker process for one run shape."""
+    """A migrated database, a file store and a live worker process for one run shape:
+    "s3" is the scale-out shape with its files in a bucket of the local S3 server."""
     data_dir = tmp_path_factory.mktemp(f"dlp-{request.param}")
-    with installation(request.param, data_dir) as deployed:
+    shape, overrides = request.param, {}
+    if shape == "s3":
+        request.getfixturevalue("s3_endpoint")
+        shape, overrides = "scaleout", {"storage_url": f"s3://{new_bucket()}/dlp"}
+    with installation(shape, data_dir, **overrides) as deployed:
         worker = start_worker(deployed.env, deployed.worker_log)
         try:
             yield deployed

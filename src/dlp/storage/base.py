@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -28,6 +29,33 @@ class StoredFile:
 
     key: str
     modified_at: datetime
+
+
+class SeekableReader(io.RawIOBase):
+    """A raw reader over ``_size`` bytes that seeks anywhere; subclasses fill ``readinto``
+    from ``_position`` and keep it current."""
+
+    _size: int
+    _position: int
+
+    def readable(self) -> bool:
+        """Always readable."""
+        return True
+
+    def seekable(self) -> bool:
+        """Always seekable."""
+        return True
+
+    def tell(self) -> int:
+        """The current position."""
+        return self._position
+
+    def seek_target(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """The position ``seek(offset, whence)`` moves to; refuses one before the start."""
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        return base + offset
 
 
 class FileWriter(ABC):

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from dlp.errors import DLPError
-from dlp.storage.base import FileStore, FileWriter, StoredFile
+from dlp.storage.base import FileStore, FileWriter, SeekableReader, StoredFile
 from dlp.storage.keyring import Keyring
 
 MAGIC = b"DLPENC"
@@ -135,7 +135,7 @@ class EncryptingWriter(FileWriter):
         self._inner.abort()
 
 
-class DecryptingReader(io.RawIOBase):
+class DecryptingReader(SeekableReader):
     """A seekable plaintext view of an encrypted file over a seekable inner reader."""
 
     def __init__(self, inner: BinaryIO, cipher: FileCipher, stored_size: int) -> None:
@@ -156,24 +156,10 @@ class DecryptingReader(io.RawIOBase):
         self._loaded = -1
         self._plaintext = b""
 
-    def readable(self) -> bool:
-        """Always readable."""
-        return True
-
-    def seekable(self) -> bool:
-        """Always seekable: a plaintext offset maps to one chunk."""
-        return True
-
-    def tell(self) -> int:
-        """The current plaintext position."""
-        return self._position
-
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        """Move the plaintext position; the chunk is read when bytes are."""
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._position = base + offset
+        """Move the plaintext position (a plaintext offset maps to one chunk); the chunk is
+        read when bytes are."""
+        self._position = self.seek_target(offset, whence)
         return self._position
 
     def readinto(self, buffer: Any) -> int:

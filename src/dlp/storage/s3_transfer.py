@@ -9,7 +9,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dlp.errors import NotFoundError, ServiceUnavailableError
-from dlp.storage.base import FileWriter
+from dlp.storage.base import FileWriter, SeekableReader
 
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
 
@@ -143,7 +143,7 @@ class S3FileWriter(FileWriter):
         self._parts.append(part)
 
 
-class S3ObjectReader(io.RawIOBase):
+class S3ObjectReader(SeekableReader):
     """A seekable view of one object: reads stream one ranged GET from the current
     position, and a seek elsewhere only drops that stream (the next read opens another).
 
@@ -163,24 +163,10 @@ class S3ObjectReader(io.RawIOBase):
         self._position = 0
         self._body: Any = None
 
-    def readable(self) -> bool:
-        """Always readable."""
-        return True
-
-    def seekable(self) -> bool:
-        """Always seekable (by ranged GETs)."""
-        return True
-
-    def tell(self) -> int:
-        """The current position."""
-        return self._position
-
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        """Move the position; the open stream is kept only when it does not move."""
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        position = base + offset
-        if position < 0:
-            raise ValueError("negative seek position")
+        """Move the position (a later read is a ranged GET from there); the open stream is
+        kept only when it does not move."""
+        position = self.seek_target(offset, whence)
         if position != self._position:
             self._drop_stream()
             self._position = position
